@@ -1,0 +1,197 @@
+//! The request error enum and the ONE place an error becomes a response.
+//!
+//! Errors are classified by who is at fault: the client (4xx), the upstream (502/504),
+//! or us (503). The client gets a code; the log gets the chain.
+
+use http::header::{ALLOW, HeaderValue, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use serde_json::json;
+
+use crate::body::{self, Body};
+use crate::paths::BadPath;
+use crate::store::StoreError;
+use crate::token::TokenError;
+
+/// Why a request was not answered by the upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("bad path: {0}")]
+    BadPath(#[from] BadPath),
+    #[error("token refused: {reason}")]
+    Unauthorized {
+        reason: TokenError,
+        redirect: Option<LoginRedirect>,
+    },
+    #[error("forbidden: {0}")]
+    Forbidden(Forbidden),
+    #[error("no such admin endpoint")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("not ready: keys or store not loaded")]
+    NotReady,
+    #[error("store unavailable: {0}")]
+    StoreUnavailable(#[from] StoreError),
+    #[error("upstream: {0}")]
+    Upstream(#[from] UpstreamError),
+}
+
+/// A browser navigation sent to `auth.login_url` instead of a 401.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginRedirect {
+    pub location: String,
+    /// `Set-Cookie` value that clears the token cookie, when the token came from it.
+    pub clear_cookie: Option<String>,
+}
+
+/// Why an authenticated caller may not use an admin endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Forbidden {
+    #[error("the token does not carry an admin role")]
+    NotAdmin,
+    #[error("the token belongs to another workspace")]
+    OtherWorkspace,
+    #[error("the request's Origin is not in auth.allowed_origins")]
+    CrossOrigin,
+    #[error("the token has no subject")]
+    NoSubject,
+}
+
+/// The upstream did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("unreachable: {0}")]
+    Unreachable(#[source] hyper_util::client::legacy::Error),
+    #[error("no response headers within upstream.response_timeout_secs")]
+    Timeout,
+}
+
+// === impl GatewayError ===
+
+impl GatewayError {
+    /// A refused token without a login redirect (API clients, the admin API).
+    pub fn unauthorized(reason: TokenError) -> Self {
+        Self::Unauthorized {
+            reason,
+            redirect: None,
+        }
+    }
+
+    /// The status code; every variant is listed so a new one must choose.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadPath(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized {
+                redirect: Some(_), ..
+            } => StatusCode::FOUND,
+            Self::Unauthorized { redirect: None, .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotReady | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream(UpstreamError::Unreachable(_)) => StatusCode::BAD_GATEWAY,
+            Self::Upstream(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The rejection reason for logs and metrics, when a token was refused.
+    pub fn reason(&self) -> Option<TokenError> {
+        match self {
+            Self::Unauthorized { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+
+    /// The response the client sees.
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        match self {
+            Self::Unauthorized {
+                redirect: Some(redirect),
+                ..
+            } => redirect.into_response(),
+            Self::Unauthorized {
+                reason,
+                redirect: None,
+            } => unauthorized(reason),
+            Self::BadPath(bad) => error_json(status, "bad_request", Some(&bad.to_string())),
+            Self::BadRequest(message) => error_json(status, "bad_request", Some(&message)),
+            Self::Forbidden(why) => error_json(status, "forbidden", Some(&why.to_string())),
+            Self::NotFound => error_json(status, "not_found", None),
+            Self::MethodNotAllowed { allow } => {
+                let mut response = error_json(status, "method_not_allowed", None);
+                response
+                    .headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static(allow));
+                response
+            }
+            Self::PayloadTooLarge => error_json(status, "payload_too_large", None),
+            Self::NotReady => error_json(status, "not_ready", None),
+            Self::StoreUnavailable(_) => error_json(status, "store_unavailable", None),
+            Self::Upstream(UpstreamError::Unreachable(_)) => {
+                error_json(status, "bad_gateway", None)
+            }
+            Self::Upstream(UpstreamError::Timeout) => error_json(status, "gateway_timeout", None),
+        }
+    }
+}
+
+fn error_json(status: StatusCode, error: &str, message: Option<&str>) -> Response<Body> {
+    let value = match message {
+        Some(message) => json!({ "error": error, "message": message }),
+        None => json!({ "error": error }),
+    };
+    body::json(status, &value)
+}
+
+/// SPEC section 3: RFC 6750 challenge; no `error` attribute when no token was sent.
+fn unauthorized(reason: TokenError) -> Response<Body> {
+    let (body, challenge) = match reason {
+        TokenError::Missing => (
+            json!({ "error": "missing_token", "reason": "missing_token" }),
+            String::from("Bearer realm=\"sessiongate\""),
+        ),
+        reason => (
+            json!({ "error": "invalid_token", "reason": reason.as_str() }),
+            format!(
+                "Bearer realm=\"sessiongate\", error=\"invalid_token\", error_description=\"{}\"",
+                reason.as_str()
+            ),
+        ),
+    };
+    let mut response = body::json(StatusCode::UNAUTHORIZED, &body);
+    let challenge =
+        HeaderValue::from_str(&challenge).expect("challenge is built from ASCII constants");
+    response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
+    response
+}
+
+// === impl LoginRedirect ===
+
+impl LoginRedirect {
+    fn into_response(self) -> Response<Body> {
+        let mut response = Response::new(body::empty());
+        *response.status_mut() = StatusCode::FOUND;
+        let headers = response.headers_mut();
+        // Built from a configured URL plus a percent-encoded path, so always a valid value.
+        if let Ok(location) = HeaderValue::from_str(&self.location) {
+            headers.insert(LOCATION, location);
+        }
+        if let Some(cookie) = self
+            .clear_cookie
+            .and_then(|c| HeaderValue::from_str(&c).ok())
+        {
+            headers.insert(SET_COOKIE, cookie);
+        }
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
+        response
+    }
+}

@@ -1,0 +1,193 @@
+//! The upstream side: `prepare` rewrites a request for the product (sync, no I/O), `send`
+//! forwards it over a pooled keep-alive client and streams the answer back.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::body::Body;
+use crate::config::UpstreamConfig;
+use crate::error::UpstreamError;
+use crate::token::{Claims, TokenSource};
+
+/// Identity headers set from the verified token; a client's own copies are always removed.
+pub const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
+pub const X_AUTH_WORKSPACE: HeaderName = HeaderName::from_static("x-auth-workspace");
+pub const X_AUTH_SESSION: HeaderName = HeaderName::from_static("x-auth-session");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1), never forwarded in either direction.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// The product behind the gateway.
+pub struct Upstream {
+    client: Client<HttpConnector, Incoming>,
+    config: UpstreamConfig,
+}
+
+/// What `prepare` needs to know about the request beyond the request itself.
+pub struct Forwarding<'a> {
+    pub identity: Option<&'a Claims>,
+    /// Where the verified token came from, for `upstream.forward_token = false`.
+    pub token_source: Option<TokenSource>,
+    pub cookie_name: Option<&'a str>,
+    pub client_ip: IpAddr,
+    pub tls: bool,
+}
+
+// === impl Upstream ===
+
+impl Upstream {
+    /// A pooled HTTP/1.1 keep-alive client for `upstream.url`.
+    pub fn new(config: UpstreamConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Self { client, config }
+    }
+
+    /// Rewrites `req` for the upstream: target URI, hop-by-hop headers, X-Forwarded-*,
+    /// identity headers and (optionally) the token.
+    pub fn prepare<B>(&self, req: &mut Request<B>, fwd: &Forwarding<'_>) {
+        *req.uri_mut() = self.target(req.uri());
+        let forwarded_host = req.headers().get(header::HOST).cloned();
+        let headers = req.headers_mut();
+        remove_hop_by_hop(headers);
+        set_forwarded(headers, fwd, forwarded_host);
+        set_identity(headers, fwd.identity);
+        if !self.config.forward_token {
+            remove_token(headers, fwd.token_source, fwd.cookie_name);
+        }
+    }
+
+    /// Sends the request; connection failures are 502, no response headers in time is 504.
+    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Body>, UpstreamError> {
+        let response = tokio::time::timeout(self.config.response_timeout, self.client.request(req))
+            .await
+            .map_err(|_| UpstreamError::Timeout)?
+            .map_err(UpstreamError::Unreachable)?;
+        let (mut parts, body) = response.into_parts();
+        remove_hop_by_hop(&mut parts.headers);
+        Ok(Response::from_parts(
+            parts,
+            body.map_err(Into::into).boxed_unsync(),
+        ))
+    }
+
+    fn target(&self, original: &Uri) -> Uri {
+        let path_and_query = original.path_and_query().map_or("/", |pq| pq.as_str());
+        let mut parts = self.config.origin.clone().into_parts();
+        let joined = format!("{}{}", self.config.base_path, path_and_query);
+        // Both halves are valid path-and-query text, and so is their concatenation.
+        parts.path_and_query = Some(
+            joined
+                .parse()
+                .expect("base path + request path is a valid path"),
+        );
+        Uri::from_parts(parts).expect("scheme, authority and path are all set")
+    }
+}
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    let proxy: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(&named).chain(&proxy) {
+        headers.remove(name);
+    }
+}
+
+fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarding<'_>, host: Option<HeaderValue>) {
+    let prior: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let chain = match prior.is_empty() {
+        true => fwd.client_ip.to_string(),
+        false => format!("{}, {}", prior.join(", "), fwd.client_ip),
+    };
+    if let Ok(chain) = HeaderValue::from_str(&chain) {
+        headers.insert(X_FORWARDED_FOR, chain);
+    }
+    let proto = if fwd.tls { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    match host {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
+}
+
+fn set_identity(headers: &mut HeaderMap, identity: Option<&Claims>) {
+    headers.remove(X_AUTH_SUBJECT);
+    headers.remove(X_AUTH_WORKSPACE);
+    headers.remove(X_AUTH_SESSION);
+    let Some(claims) = identity else { return };
+    // The token module refuses control characters in these claims, so they always fit.
+    let value = |text: &str| {
+        HeaderValue::from_bytes(text.as_bytes())
+            .expect("claims were checked for control characters")
+    };
+    if let Some(subject) = &claims.subject {
+        headers.insert(X_AUTH_SUBJECT, value(subject));
+    }
+    headers.insert(X_AUTH_WORKSPACE, value(&claims.workspace));
+    headers.insert(X_AUTH_SESSION, value(&claims.session_id));
+}
+
+fn remove_token(headers: &mut HeaderMap, source: Option<TokenSource>, cookie_name: Option<&str>) {
+    match (source, cookie_name) {
+        (Some(TokenSource::Header), _) => {
+            headers.remove(header::AUTHORIZATION);
+        }
+        (Some(TokenSource::Cookie), Some(name)) => {
+            let kept: Vec<String> = headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|value| value.split(';'))
+                .map(str::trim)
+                .filter(|pair| {
+                    !pair.is_empty() && pair.split_once('=').is_none_or(|(key, _)| key != name)
+                })
+                .map(str::to_string)
+                .collect();
+            headers.remove(header::COOKIE);
+            if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
+                if !kept.is_empty() {
+                    headers.insert(header::COOKIE, value);
+                }
+            }
+        }
+        _ => {}
+    }
+}

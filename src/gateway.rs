@@ -1,0 +1,252 @@
+//! The pipeline every request on the main listener goes through (see the diagram in lib.rs).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
+use crate::admin_api;
+use crate::body::Body;
+use crate::clock;
+use crate::error::{GatewayError, LoginRedirect};
+use crate::forward::Forwarding;
+use crate::metrics::{KindLabels, OutcomeLabels, ReasonLabels};
+use crate::paths;
+use crate::state::AppState;
+use crate::token::{self, Claims, Presented, TokenError, TokenSource};
+
+/// Characters escaped in `return_to` (everything that is not unreserved).
+const QUERY_VALUE: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'&')
+    .add(b'+')
+    .add(b',')
+    .add(b'/')
+    .add(b':')
+    .add(b';')
+    .add(b'<')
+    .add(b'=')
+    .add(b'>')
+    .add(b'?')
+    .add(b'@')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
+
+/// The hyper `Service` for one client connection.
+#[derive(Clone)]
+pub struct Gateway {
+    state: Arc<AppState>,
+    conn: Arc<ConnInfo>,
+}
+
+/// What the gateway knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// A caller whose token passed the whole acceptance rule.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub claims: Claims,
+    pub source: TokenSource,
+}
+
+/// What the access log says about one request, filled in as the pipeline goes.
+#[derive(Debug, Default)]
+struct AccessRecord {
+    workspace: Option<String>,
+    session: Option<String>,
+    upstream_status: Option<u16>,
+    admin: bool,
+}
+
+// === impl Gateway ===
+
+impl Gateway {
+    /// A service for one connection.
+    pub fn new(state: Arc<AppState>, conn: ConnInfo) -> Self {
+        Self {
+            state,
+            conn: Arc::new(conn),
+        }
+    }
+
+    /// Never fails: errors become responses here, and every request is logged and counted.
+    async fn handle(self, req: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let mut record = AccessRecord::default();
+        let result = self.try_handle(req, &mut record).await;
+        let (status, reason, outcome) = match &result {
+            Ok(response) => (
+                response.status(),
+                None,
+                if record.admin { "admin" } else { "forwarded" },
+            ),
+            Err(error) => (error.status(), error.reason(), self.count_error(error)),
+        };
+        let metrics = &self.state.metrics;
+        metrics
+            .requests
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        let elapsed = started.elapsed();
+        metrics.request_duration.observe(elapsed.as_secs_f64());
+        tracing::info!(
+            target: "access",
+            %method,
+            path,
+            status = status.as_u16(),
+            reason = reason.map(TokenError::as_str),
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            workspace = record.workspace,
+            session = record.session.as_deref().map(token::session_id_prefix),
+            upstream_status = record.upstream_status,
+        );
+        result.unwrap_or_else(GatewayError::into_response)
+    }
+
+    fn count_error(&self, error: &GatewayError) -> &'static str {
+        let metrics = &self.state.metrics;
+        match error {
+            GatewayError::Unauthorized { reason, .. } => {
+                metrics
+                    .rejections
+                    .get_or_create(&ReasonLabels {
+                        reason: reason.as_str(),
+                    })
+                    .inc();
+                "rejected"
+            }
+            GatewayError::Upstream(upstream) => {
+                let kind = match upstream {
+                    crate::error::UpstreamError::Unreachable(_) => "unreachable",
+                    crate::error::UpstreamError::Timeout => "timeout",
+                };
+                metrics
+                    .upstream_errors
+                    .get_or_create(&KindLabels { kind })
+                    .inc();
+                "error"
+            }
+            _ => "error",
+        }
+    }
+
+    async fn try_handle(
+        &self,
+        mut req: Request<Incoming>,
+        record: &mut AccessRecord,
+    ) -> Result<Response<Body>, GatewayError> {
+        let config = &self.state.config;
+        let path = req.uri().path();
+        paths::check(path)?;
+        if paths::is_under(path, &config.admin_prefix) {
+            record.admin = true;
+            return admin_api::handle(&self.state, req, &self.conn).await;
+        }
+        if !self.state.is_ready() {
+            return Err(GatewayError::NotReady);
+        }
+        let caller = match config.auth.public_paths.matches(path) {
+            true => None,
+            false => Some(
+                authenticate(&self.state, req.headers())
+                    .map_err(|reason| self.reject(&req, reason))?,
+            ),
+        };
+        if let Some(caller) = &caller {
+            record.workspace = Some(caller.claims.workspace.clone());
+            record.session = Some(caller.claims.session_id.clone());
+        }
+        let forwarding = Forwarding {
+            identity: caller.as_ref().map(|c| &c.claims),
+            token_source: caller.as_ref().map(|c| c.source),
+            cookie_name: config.auth.cookie.as_deref(),
+            client_ip: crate::client_ip::client_ip(
+                self.conn.peer,
+                req.headers(),
+                &config.server.trusted_proxies,
+            ),
+            tls: self.conn.tls,
+        };
+        self.state.upstream.prepare(&mut req, &forwarding);
+        let response = self.state.upstream.send(req).await?;
+        record.upstream_status = Some(response.status().as_u16());
+        Ok(response)
+    }
+
+    /// A refused token: 401, or a redirect to `auth.login_url` for a browser navigation.
+    fn reject(&self, req: &Request<Incoming>, reason: TokenError) -> GatewayError {
+        let auth = &self.state.config.auth;
+        let navigation = req.method() == Method::GET
+            && req
+                .headers()
+                .get_all(http::header::ACCEPT)
+                .iter()
+                .any(|v| v.to_str().is_ok_and(|v| v.contains("text/html")));
+        let redirect = auth
+            .login_url
+            .as_ref()
+            .filter(|_| navigation)
+            .map(|login_url| {
+                let original = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+                let separator = if login_url.contains('?') { '&' } else { '?' };
+                let from_cookie = token::extract(req.headers(), auth.cookie.as_deref())
+                    .is_some_and(|p: Presented<'_>| p.source == TokenSource::Cookie);
+                LoginRedirect {
+                    location: format!(
+                        "{login_url}{separator}return_to={}",
+                        utf8_percent_encode(original, QUERY_VALUE)
+                    ),
+                    clear_cookie: auth
+                        .cookie
+                        .as_ref()
+                        .filter(|_| from_cookie)
+                        .map(|name| format!("{name}=; Max-Age=0; Path={}", auth.cookie_path)),
+                }
+            });
+        GatewayError::Unauthorized { reason, redirect }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for Gateway {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let gateway = self.clone();
+        Box::pin(async move { Ok(gateway.handle(req).await) })
+    }
+}
+
+/// SPEC section 1 in full: find the token, verify it, then check the session cutoffs.
+pub fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Result<Caller, TokenError> {
+    let presented =
+        token::extract(headers, state.config.auth.cookie.as_deref()).ok_or(TokenError::Missing)?;
+    let claims = state.verifier.verify(presented.token, clock::now())?;
+    state.sessions.check(&claims)?;
+    Ok(Caller {
+        claims,
+        source: presented.source,
+    })
+}

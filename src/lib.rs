@@ -1,0 +1,95 @@
+//! sessiongate: a stateless JWT auth gateway that can log every other user of a workspace
+//! out at once.
+//!
+//! Each workspace has a *sessions-valid-after* cutoff; a token whose session time is
+//! earlier is refused, except the one session the admin used to move the cutoff.
+//!
+//! ```text
+//! server.rs   accept -> serve_connection (graceful-watched, connection-limited)
+//! gateway.rs  handle(req)  never fails; try_handle(req) -> Result<Response, GatewayError>
+//!               1 route      bad path -> 400; admin prefix -> admin_api; public path?
+//!               2 token      token::extract + Verifier::verify     401 + WWW-Authenticate
+//!               3 session    Sessions::check (memory only)         401 session_invalidated
+//!               4 rewrite    Upstream::prepare (sync, infallible)
+//!               5 forward    Upstream::send                        502 | 504
+//!             Err(e) -> e.into_response()   the only place an error becomes a response
+//!             one access-log event + metrics per request
+//! admin_api   logout -> store commit (fsync) -> Sessions::apply -> 200
+//! ```
+//!
+//! A request never waits on the store: cutoffs are loaded into memory before the gateway
+//! reports ready, and the admin API updates memory after each commit.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub mod admin_api;
+pub mod audit;
+pub mod body;
+pub mod client_ip;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod forward;
+pub mod gateway;
+pub mod keys;
+pub mod logging;
+pub mod metrics;
+pub mod mint;
+pub mod ops;
+pub mod paths;
+pub mod server;
+pub mod sessions;
+pub mod state;
+pub mod store;
+pub mod token;
+
+pub use config::Config;
+
+/// The sockets the gateway serves on, bound by the caller (tests bind port 0).
+pub struct Listeners {
+    pub main: TcpListener,
+    pub ops: Option<TcpListener>,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Keys(#[from] keys::KeyError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// Runs the gateway until `shutdown` resolves: loads keys and the store, serves ops, marks
+/// ready once every cutoff is in memory, then serves the main listener and drains.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let keys = keys::KeySet::load(&config.jwt.keys)?;
+    let store = store::Store::open(&config.store).await?;
+    let state = Arc::new(state::AppState::new(config, keys, store));
+    let ops_addr = listeners.ops.as_ref().and_then(|l| l.local_addr().ok());
+    let ops_task = listeners
+        .ops
+        .map(|listener| tokio::spawn(ops::serve(listener, state.clone())));
+    let cutoffs = state.load().await?;
+    tracing::info!(
+        listen = %listeners.main.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        ops = ops_addr.map(|a| a.to_string()),
+        cutoffs,
+        keys = state.verifier.keys().len(),
+        "ready"
+    );
+    server::serve(listeners.main, state, shutdown).await;
+    if let Some(task) = ops_task {
+        task.abort();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

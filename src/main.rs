@@ -1,0 +1,197 @@
+//! The `sessiongate` command: serve | check | token | demo (SPEC section 7).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use sessiongate::config::Config;
+use sessiongate::mint::{TokenRequest, mint};
+use sessiongate::{Listeners, keys};
+use tokio::net::TcpListener;
+
+/// EX_USAGE: the configuration cannot be used.
+const EXIT_CONFIG: u8 = 64;
+const DEFAULT_CONFIG: &str = "config/sessiongate.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "sessiongate",
+    version,
+    about = "Stateless JWT auth gateway with workspace-wide logout"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Validate the configuration and keys, print a summary, exit 0 or 1.
+    Check {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Mint a token with a configured HMAC key (development and tests).
+    Token {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        sub: String,
+        #[arg(long)]
+        workspace: String,
+        /// Comma-separated roles, e.g. `admin`.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// Lifetime, e.g. `1h`, `30m`.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// Issued-at, unix seconds (default: now).
+        #[arg(long)]
+        iat: Option<i64>,
+    },
+    /// Run a self-contained demo and print curl commands to try it.
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => serve(&config),
+        Command::Check { config } => check(&config),
+        Command::Token {
+            config,
+            sub,
+            workspace,
+            roles,
+            ttl,
+            iat,
+        } => {
+            let request = TokenRequest {
+                subject: sub,
+                workspace,
+                roles,
+                ttl,
+                issued_at: iat,
+            };
+            token(&config, &request)
+        }
+        Command::Demo => runtime().block_on(async {
+            match sessiongate::demo::run(shutdown_signal()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(1, &error),
+            }
+        }),
+    }
+}
+
+fn serve(path: &std::path::Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => return fail(EXIT_CONFIG, &error),
+    };
+    sessiongate::logging::init(&config.log);
+    runtime().block_on(async {
+        let listeners = match bind(&config).await {
+            Ok(listeners) => listeners,
+            Err(error) => return fail(1, &error),
+        };
+        match sessiongate::run(config, listeners, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!(%error, "cannot start");
+                fail(EXIT_CONFIG, &error)
+            }
+        }
+    })
+}
+
+async fn bind(config: &Config) -> Result<Listeners, String> {
+    let main = TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|e| format!("server.listen: cannot bind {}: {e}", config.server.listen))?;
+    let ops = match config.ops_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("ops.listen: cannot bind {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    Ok(Listeners { main, ops })
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => return fail(1, &error),
+    };
+    let keys = match keys::KeySet::load(&config.jwt.keys) {
+        Ok(keys) => keys,
+        Err(error) => return fail(1, &error),
+    };
+    println!("configuration {} is valid", path.display());
+    println!("  listen          {}", config.server.listen);
+    println!(
+        "  ops             {}",
+        config
+            .ops_listen
+            .map_or("disabled".into(), |a| a.to_string())
+    );
+    println!(
+        "  upstream        {}{}",
+        config.upstream.origin,
+        config.upstream.base_path.trim_start_matches('/')
+    );
+    println!("  algorithms      {:?}", config.jwt.algorithms);
+    println!(
+        "  keys            {} loaded from {} entries",
+        keys.len(),
+        config.jwt.keys.len()
+    );
+    println!("  store           {:?}", config.store);
+    println!("  admin prefix    {}", config.admin_prefix);
+    ExitCode::SUCCESS
+}
+
+fn token(path: &std::path::Path, request: &TokenRequest) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => return fail(EXIT_CONFIG, &error),
+    };
+    match mint(&config, request) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(1, &error),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+}
+
+fn fail(code: u8, error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("sessiongate: {error}");
+    ExitCode::from(code)
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutdown signal received");
+}

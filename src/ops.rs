@@ -1,0 +1,66 @@
+//! The ops listener: `/healthz`, `/readyz`, `/metrics`, apart from the traffic port.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::body::{self, Body};
+use crate::state::AppState;
+
+/// Serves the ops endpoints until the task is dropped.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let state = state.clone();
+        let service = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(answer(&state, &req)) }
+        });
+        tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+    }
+}
+
+fn answer(state: &AppState, req: &Request<Incoming>) -> Response<Body> {
+    match (req.method().as_str(), req.uri().path()) {
+        ("GET", "/healthz") => body::json(StatusCode::OK, &json!({ "status": "ok" })),
+        ("GET", "/readyz") => readyz(state),
+        ("GET", "/metrics") => {
+            let mut response = Response::new(body::full(state.metrics.encode()));
+            let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(content_type),
+            );
+            response
+        }
+        _ => body::json(StatusCode::NOT_FOUND, &json!({ "error": "not_found" })),
+    }
+}
+
+fn readyz(state: &AppState) -> Response<Body> {
+    let ready = state.is_ready();
+    let keys = if state.verifier.keys().is_empty() {
+        "not_loaded"
+    } else {
+        "loaded"
+    };
+    let store = if ready { "loaded" } else { "loading" };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    body::json(
+        status,
+        &json!({ "ready": ready, "keys": keys, "store": store }),
+    )
+}

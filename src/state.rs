@@ -1,0 +1,59 @@
+//! `AppState`: every shared handle, built once at start.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::config::Config;
+use crate::forward::Upstream;
+use crate::keys::KeySet;
+use crate::metrics::Metrics;
+use crate::sessions::Sessions;
+use crate::store::Store;
+use crate::token::Verifier;
+
+/// Shared by every connection and task.
+pub struct AppState {
+    pub config: Config,
+    pub verifier: Verifier,
+    pub sessions: Sessions,
+    pub store: Store,
+    pub upstream: Upstream,
+    pub metrics: Metrics,
+    /// Set once the store's cutoffs are in `sessions`; until then requests get 503.
+    ready: AtomicBool,
+}
+
+// === impl AppState ===
+
+impl AppState {
+    /// State that is not ready until `mark_ready`.
+    pub fn new(config: Config, keys: KeySet, store: Store) -> Self {
+        Self {
+            verifier: Verifier::new(config.jwt.clone(), config.sessions, keys),
+            upstream: Upstream::new(config.upstream.clone()),
+            sessions: Sessions::default(),
+            metrics: Metrics::new(),
+            store,
+            config,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether cutoffs and keys are loaded (fail closed until then).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Loads every stored cutoff into memory, then opens the gate.
+    pub async fn load(&self) -> Result<usize, crate::store::StoreError> {
+        let cutoffs = self.store.load().await?;
+        let count = cutoffs.len();
+        for (scope, cutoff) in cutoffs {
+            self.sessions.apply(&scope, cutoff);
+        }
+        self.metrics.cutoffs_loaded.set(count as i64);
+        self.metrics.store_up.set(1);
+        self.ready
+            .store(!self.verifier.keys().is_empty(), Ordering::Release);
+        Ok(count)
+    }
+}

@@ -1,0 +1,128 @@
+//! Where cutoffs, preserved sessions and audit records are kept across restarts.
+//!
+//! The request path never calls the store: it is read once at start into `Sessions`
+//! and written by the admin API, which answers only after the commit.
+
+use crate::audit::AuditRecord;
+use crate::config::StoreConfig;
+use crate::sessions::{Cutoff, Preserved, Scope};
+
+mod embedded;
+
+pub use embedded::EmbeddedStore;
+
+/// The configured store.
+pub enum Store {
+    /// redb, on a file (`embedded`) or in memory (`memory`, for tests).
+    Embedded(EmbeddedStore),
+}
+
+/// A logout to commit: the proposed cutoff never lowers the stored one.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub scope: Scope,
+    pub valid_after: i64,
+    pub preserved: Option<Preserved>,
+}
+
+/// The store could not do what was asked; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store.path: {path}: {source}")]
+    Open {
+        path: String,
+        source: redb::DatabaseError,
+    },
+    #[error("store.path: cannot create directory {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("store operation failed: {0}")]
+    Redb(#[from] redb::Error),
+    #[error("store holds an unreadable record: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("store task stopped: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// redb reports each kind of failure with its own type; all of them mean "not committed".
+macro_rules! from_redb {
+    ($($error:ty),*) => {
+        $(impl From<$error> for StoreError {
+            fn from(error: $error) -> Self {
+                Self::Redb(error.into())
+            }
+        })*
+    };
+}
+
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+// === impl Store ===
+
+impl Store {
+    /// Opens (creating if needed) the configured store.
+    pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        match config {
+            StoreConfig::Embedded { path } => {
+                let path = path.clone();
+                let store =
+                    tokio::task::spawn_blocking(move || EmbeddedStore::open(&path)).await??;
+                Ok(Self::Embedded(store))
+            }
+            StoreConfig::Memory => {
+                tracing::warn!(
+                    "store.backend = \"memory\": cutoffs and audit are lost on restart; for tests only"
+                );
+                Ok(Self::Embedded(EmbeddedStore::in_memory()?))
+            }
+        }
+    }
+
+    /// Every cutoff, for loading into memory at start.
+    pub async fn load(&self) -> Result<Vec<(Scope, Cutoff)>, StoreError> {
+        match self {
+            Self::Embedded(store) => store.clone().blocking(|s| s.load()).await,
+        }
+    }
+
+    /// Commits a logout and its audit record atomically; returns the cutoff now in force
+    /// (the higher of the stored and the proposed) and the record as stored.
+    pub async fn commit(
+        &self,
+        change: Change,
+        audit: AuditRecord,
+    ) -> Result<(Cutoff, AuditRecord), StoreError> {
+        match self {
+            Self::Embedded(store) => {
+                store
+                    .clone()
+                    .blocking(move |s| s.commit(&change, audit))
+                    .await
+            }
+        }
+    }
+
+    /// The newest `limit` audit records of `workspace`, newest first.
+    pub async fn audit(
+        &self,
+        workspace: &str,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let workspace = workspace.to_string();
+        match self {
+            Self::Embedded(store) => {
+                store
+                    .clone()
+                    .blocking(move |s| s.audit(&workspace, limit))
+                    .await
+            }
+        }
+    }
+}
