@@ -182,10 +182,10 @@ fn remove_token(headers: &mut HeaderMap, source: Option<TokenSource>, cookie_nam
                 .map(str::to_string)
                 .collect();
             headers.remove(header::COOKIE);
-            if let Ok(value) = HeaderValue::from_str(&kept.join("; ")) {
-                if !kept.is_empty() {
-                    headers.insert(header::COOKIE, value);
-                }
+            if let Ok(value) = HeaderValue::from_str(&kept.join("; "))
+                && !kept.is_empty()
+            {
+                headers.insert(header::COOKIE, value);
             }
         }
         _ => {}
