@@ -1,0 +1,584 @@
+//! Test harness: the real `sessiongate` binary on free ports, a recording upstream, and
+//! token minting with real keys (tests/fixtures, made by tests/fixtures/gen.sh).
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+
+/// The HMAC secret every test gateway trusts (via `hmac_secret_file`).
+pub const SECRET: &str = "sessiongate-test-secret-0123456789abcdef";
+
+/// Path of a file under tests/fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Now, in unix seconds.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// An HTTP client that neither follows redirects nor uses a proxy.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+// ============================================================================
+// Upstream
+// ============================================================================
+
+/// What the upstream received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub uri: String,
+    pub headers: http::HeaderMap,
+    pub body_len: usize,
+    pub body: Vec<u8>,
+}
+
+/// A real HTTP server that records every request it gets.
+///
+/// - `/download/<bytes>` streams that many bytes in 64 KiB chunks;
+/// - `/slow/<ms>` waits before answering;
+/// - anything else answers 200 `{"ok": true}` after reading the body frame by frame.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    recorded: Arc<Mutex<Vec<Recorded>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.recorded.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Recorded {
+        self.requests()
+            .pop()
+            .expect("the upstream received a request")
+    }
+
+    pub fn count(&self) -> usize {
+        self.recorded.lock().unwrap().len()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a recording upstream on a free loopback port.
+pub async fn upstream() -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let log = recorded.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let log = log.clone();
+            let service = service_fn(move |req| answer(req, log.clone()));
+            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    Upstream {
+        addr,
+        recorded,
+        task,
+    }
+}
+
+type TestBody = BoxBody<Bytes, Infallible>;
+
+async fn answer(
+    req: Request<Incoming>,
+    log: Arc<Mutex<Vec<Recorded>>>,
+) -> Result<Response<TestBody>, Infallible> {
+    let (parts, mut body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    let mut body_len = 0;
+    let mut kept = Vec::new();
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            body_len += data.len();
+            if kept.len() < 64 * 1024 {
+                kept.extend_from_slice(&data);
+            }
+        }
+    }
+    log.lock().unwrap().push(Recorded {
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        headers: parts.headers,
+        body_len,
+        body: kept,
+    });
+    if let Some(ms) = path.strip_prefix("/slow/") {
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+    }
+    if let Some(size) = path.strip_prefix("/download/") {
+        return Ok(Response::new(download(size.parse().unwrap_or(0))));
+    }
+    let body = http_body_util::Full::new(Bytes::from(
+        json!({"ok": true, "body_len": body_len}).to_string(),
+    ));
+    let mut response = Response::new(body.boxed());
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    response
+        .headers_mut()
+        .insert("connection", "x-upstream-secret".parse().unwrap());
+    response
+        .headers_mut()
+        .insert("x-upstream-secret", "hop".parse().unwrap());
+    Ok(response)
+}
+
+fn download(total: usize) -> TestBody {
+    const CHUNK: usize = 64 * 1024;
+    let chunk = Bytes::from(vec![b'x'; CHUNK]);
+    let stream = futures_util::stream::unfold(total, move |left| {
+        let chunk = chunk.clone();
+        async move {
+            (left > 0).then(|| {
+                let n = left.min(CHUNK);
+                (Ok::<_, Infallible>(Frame::data(chunk.slice(..n))), left - n)
+            })
+        }
+    });
+    StreamBody::new(stream).boxed()
+}
+
+// ============================================================================
+// Gateway
+// ============================================================================
+
+/// Configures a gateway process before starting it.
+pub struct GatewayBuilder {
+    dir: Arc<tempfile::TempDir>,
+    upstream_url: String,
+    settings: Vec<String>,
+    keys: Vec<String>,
+    default_key: bool,
+}
+
+/// A running `sessiongate serve` process.
+pub struct Gateway {
+    child: Child,
+    pub addr: SocketAddr,
+    pub ops: Option<SocketAddr>,
+    logs: Arc<Mutex<Vec<String>>>,
+    dir: Arc<tempfile::TempDir>,
+    config_path: PathBuf,
+    client: reqwest::Client,
+}
+
+/// A gateway in front of `upstream`, HS256 with [`SECRET`], embedded store in a temp dir.
+pub fn gateway(upstream: &Upstream) -> GatewayBuilder {
+    GatewayBuilder {
+        dir: Arc::new(tempfile::tempdir().unwrap()),
+        upstream_url: upstream.url(),
+        settings: Vec::new(),
+        keys: Vec::new(),
+        default_key: true,
+    }
+}
+
+impl GatewayBuilder {
+    /// A top-level TOML line with a dotted key, e.g. `auth.cookie = "sg"`.
+    pub fn set(mut self, line: &str) -> Self {
+        self.settings.push(line.to_string());
+        self
+    }
+
+    /// An extra `[[jwt.keys]]` table body.
+    pub fn key(mut self, table: &str) -> Self {
+        self.keys.push(table.to_string());
+        self
+    }
+
+    /// Drops the default HMAC key (use only the keys given with `key`).
+    pub fn without_default_key(mut self) -> Self {
+        self.default_key = false;
+        self
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes the config file.
+    pub fn write_config(&self) -> PathBuf {
+        let secret = self.dir.path().join("hmac.secret");
+        std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+        let mut text = format!(
+            "upstream.url = \"{}\"\nserver.listen = \"127.0.0.1:0\"\nops.listen = \"127.0.0.1:0\"\n\
+             store.path = \"{}\"\nlog.format = \"json\"\nlog.level = \"info\"\n",
+            self.upstream_url,
+            self.dir.path().join("store.redb").display()
+        );
+        if !self
+            .settings
+            .iter()
+            .any(|s| s.starts_with("jwt.algorithms"))
+        {
+            text.push_str("jwt.algorithms = [\"HS256\", \"RS256\", \"PS256\", \"ES256\", \"ES384\", \"EdDSA\"]\n");
+        }
+        for line in &self.settings {
+            text.push_str(line);
+            text.push('\n');
+        }
+        if self.default_key {
+            text.push_str(&format!(
+                "[[jwt.keys]]\nhmac_secret_file = \"{}\"\n",
+                secret.display()
+            ));
+        }
+        for key in &self.keys {
+            text.push_str(&format!("[[jwt.keys]]\n{key}\n"));
+        }
+        let path = self.dir.path().join("sessiongate.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Starts the binary and waits for its `ready` log line.
+    pub async fn start(self) -> Gateway {
+        let config_path = self.write_config();
+        Gateway::spawn(self.dir, config_path).await
+    }
+}
+
+impl Gateway {
+    async fn spawn(dir: Arc<tempfile::TempDir>, config_path: PathBuf) -> Gateway {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sessiongate"))
+            .args(["serve", "--config"])
+            .arg(&config_path)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the sessiongate binary starts");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(event) = serde_json::from_str::<Value>(&line)
+                    && event["message"] == "ready"
+                {
+                    let _ = ready_tx.send(event);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let ready =
+            tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(30)))
+                .await
+                .unwrap();
+        let Ok(ready) = ready else {
+            let _ = child.kill();
+            panic!(
+                "gateway did not become ready; output:\n{}",
+                logs.lock().unwrap().join("\n")
+            );
+        };
+        let addr = ready["listen"].as_str().unwrap().parse().unwrap();
+        let ops = ready["ops"].as_str().map(|a| a.parse().unwrap());
+        Gateway {
+            child,
+            addr,
+            ops,
+            logs,
+            dir,
+            config_path,
+            client: client(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path))
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(self.url(path))
+    }
+
+    /// `POST /_sessiongate/v1/workspaces/{ws}/logout-all` with a bearer token.
+    pub async fn logout_all(&self, workspace: &str, token: &str) -> reqwest::Response {
+        self.post(&format!(
+            "/_sessiongate/v1/workspaces/{workspace}/logout-all"
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+    }
+
+    /// Status of `GET path` with a bearer token.
+    pub async fn status_with(&self, path: &str, token: &str) -> u16 {
+        self.get(path)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    pub async fn ops_get(&self, path: &str) -> reqwest::Response {
+        let ops = self.ops.expect("ops listener enabled");
+        self.client
+            .get(format!("http://{ops}{path}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Everything the process printed so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGKILLs this process and starts a new one on the same config and store file.
+    pub async fn crash_and_restart(mut self) -> Gateway {
+        self.kill9();
+        Gateway::spawn(self.dir.clone(), self.config_path.clone()).await
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ============================================================================
+// Tokens
+// ============================================================================
+
+/// How a test token is signed.
+#[derive(Debug, Clone, Copy)]
+pub enum Signer {
+    Hs256,
+    Rs256,
+    Ps256,
+    Es256,
+    Es384,
+    EdDsa,
+    /// RS256 with the second RSA key (not configured unless a test adds it).
+    OtherRs256,
+}
+
+/// Builds a JWT with full control over header and claims.
+#[derive(Debug, Clone)]
+pub struct TokenBuilder {
+    header: Map<String, Value>,
+    claims: Map<String, Value>,
+    signer: Signer,
+}
+
+/// A valid HS256 token for alice in workspace acme, issued now, valid one hour.
+pub fn token() -> TokenBuilder {
+    let now = now().floor();
+    let claims = json!({
+        "sub": "alice",
+        "workspace_id": "acme",
+        "iat": now,
+        "exp": now + 3600.0,
+        "jti": format!("t-{}", uuid()),
+    });
+    TokenBuilder {
+        header: json!({"alg": "HS256", "typ": "JWT"})
+            .as_object()
+            .unwrap()
+            .clone(),
+        claims: claims.as_object().unwrap().clone(),
+        signer: Signer::Hs256,
+    }
+}
+
+/// An admin token of `workspace` for `sub`.
+pub fn admin(sub: &str, workspace: &str) -> TokenBuilder {
+    token().sub(sub).workspace(workspace).roles(&["admin"])
+}
+
+fn uuid() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}-{}",
+        std::process::id(),
+        now(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl TokenBuilder {
+    pub fn sub(self, sub: &str) -> Self {
+        self.claim("sub", json!(sub))
+    }
+
+    pub fn workspace(self, workspace: &str) -> Self {
+        self.claim("workspace_id", json!(workspace))
+    }
+
+    pub fn roles(self, roles: &[&str]) -> Self {
+        self.claim("roles", json!(roles))
+    }
+
+    pub fn iat(self, iat: f64) -> Self {
+        self.claim("iat", json!(iat))
+    }
+
+    pub fn exp(self, exp: f64) -> Self {
+        self.claim("exp", json!(exp))
+    }
+
+    pub fn claim(mut self, name: &str, value: Value) -> Self {
+        self.claims.insert(name.into(), value);
+        self
+    }
+
+    pub fn without(mut self, name: &str) -> Self {
+        self.claims.remove(name);
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: Value) -> Self {
+        self.header.insert(name.into(), value);
+        self
+    }
+
+    /// Signs with `signer` and sets the header's `alg` to match.
+    pub fn signed_with(mut self, signer: Signer) -> Self {
+        self.signer = signer;
+        self.header
+            .insert("alg".into(), json!(format!("{:?}", signer.algorithm())));
+        self
+    }
+
+    /// Signs with `signer` but leaves the header's `alg` as it is (for confusion attacks).
+    pub fn key_only(mut self, signer: Signer) -> Self {
+        self.signer = signer;
+        self
+    }
+
+    /// The compact token.
+    pub fn sign(&self) -> String {
+        let header = URL_SAFE_NO_PAD.encode(Value::Object(self.header.clone()).to_string());
+        let claims = URL_SAFE_NO_PAD.encode(Value::Object(self.claims.clone()).to_string());
+        let message = format!("{header}.{claims}");
+        let signature = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &self.signer.key(),
+            self.signer.algorithm(),
+        )
+        .unwrap();
+        format!("{message}.{signature}")
+    }
+}
+
+impl Signer {
+    pub fn algorithm(self) -> Algorithm {
+        match self {
+            Self::Hs256 => Algorithm::HS256,
+            Self::Rs256 | Self::OtherRs256 => Algorithm::RS256,
+            Self::Ps256 => Algorithm::PS256,
+            Self::Es256 => Algorithm::ES256,
+            Self::Es384 => Algorithm::ES384,
+            Self::EdDsa => Algorithm::EdDSA,
+        }
+    }
+
+    pub fn key(self) -> EncodingKey {
+        let pem = |name: &str| std::fs::read(fixture(name)).unwrap();
+        match self {
+            Self::Hs256 => EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
+            Self::Rs256 | Self::Ps256 => EncodingKey::from_rsa_pem(&pem("rsa.key")).unwrap(),
+            Self::OtherRs256 => EncodingKey::from_rsa_pem(&pem("rsa2.key")).unwrap(),
+            Self::Es256 => EncodingKey::from_ec_pem(&pem("ec256.key")).unwrap(),
+            Self::Es384 => EncodingKey::from_ec_pem(&pem("ec384.key")).unwrap(),
+            Self::EdDsa => EncodingKey::from_ed_pem(&pem("ed25519.key")).unwrap(),
+        }
+    }
+}
+
+/// Base64url of arbitrary JSON text, for hand-built malformed tokens.
+pub fn b64(text: &str) -> String {
+    URL_SAFE_NO_PAD.encode(text)
+}
+
+/// The `[[jwt.keys]]` body for a fixture public key file.
+pub fn public_key(file: &str) -> String {
+    format!("public_key_file = \"{}\"", fixture(file).display())
+}
