@@ -7,7 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
@@ -16,6 +17,8 @@ use crate::body::Body;
 use crate::clock;
 use crate::error::{GatewayError, LoginRedirect};
 use crate::forward::Forwarding;
+use crate::guard::{self, Guarded};
+use crate::tunnel::{self, websocket_upgrade};
 use crate::metrics::{KindLabels, OutcomeLabels, ReasonLabels};
 use crate::paths;
 use crate::state::AppState;
@@ -177,21 +180,29 @@ impl Gateway {
             record.workspace = Some(caller.claims.workspace.clone());
             record.session = Some(caller.claims.session_id.clone());
         }
+        let upgrade = websocket_upgrade(&req);
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let forwarding = Forwarding {
             identity: caller.as_ref().map(|c| &c.claims),
             token_source: caller.as_ref().map(|c| c.source),
             cookie_name: config.auth.cookie.as_deref(),
-            client_ip: crate::client_ip::client_ip(
-                self.conn.peer,
-                req.headers(),
-                &config.server.trusted_proxies,
-            ),
+            client_ip: crate::client_ip::client_ip(self.conn.peer, req.headers(), &config.server.trusted_proxies),
             tls: self.conn.tls,
+            upgrade,
         };
         self.state.upstream.prepare(&mut req, &forwarding);
         let response = self.state.upstream.send(req).await?;
         record.upstream_status = Some(response.status().as_u16());
-        Ok(response)
+        let end = caller.map(|caller| guard::session_ended(self.state.clone(), Arc::new(caller.claims)));
+        match client_upgrade {
+            Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                Ok(tunnel::splice(&self.state, client, response, end))
+            }
+            _ => Ok(match end {
+                Some(end) => response.map(|body| Guarded::new(body, end).boxed_unsync()),
+                None => response.map(|body| body.map_err(Into::into).boxed_unsync()),
+            }),
+        }
     }
 
     /// A refused token: 401, or a redirect to `auth.login_url` for a browser navigation.
