@@ -254,8 +254,9 @@ impl hyper::service::Service<Request<Incoming>> for Gateway {
 pub fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Result<Caller, TokenError> {
     let presented =
         token::extract(headers, state.config.auth.cookie.as_deref()).ok_or(TokenError::Missing)?;
-    let claims = state.verifier.verify(presented.token, clock::now())?;
-    state.sessions.check(&claims)?;
+    let now = clock::now();
+    let claims = state.verifier.verify(presented.token, now)?;
+    state.sessions.check(&claims, now)?;
     Ok(Caller {
         claims,
         source: presented.source,

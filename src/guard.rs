@@ -49,20 +49,27 @@ pub fn session_ended(state: Arc<AppState>, claims: Arc<Claims>) -> EndSignal {
     let mut changes = state.sessions.subscribe();
     let leeway = state.config.jwt.leeway_secs;
     Box::pin(async move {
-        let remaining = (claims.expires_at + leeway - clock::now()).max(0.0);
-        let expiry = Instant::now() + Duration::from_secs_f64(remaining.min(1e9));
         loop {
+            // The answer can change at `exp` (a preserved session ends there) and at
+            // `exp + leeway` (the token itself is refused from then on).
+            let now = clock::now();
+            let next = if now < claims.expires_at { claims.expires_at } else { claims.expires_at + leeway };
+            let wake = Instant::now() + Duration::from_secs_f64((next - now).clamp(0.0, 1e9));
             tokio::select! {
-                () = tokio::time::sleep_until(expiry) => return Ended::Expired,
+                () = tokio::time::sleep_until(wake) => {
+                    if clock::now() >= claims.expires_at + leeway {
+                        return Ended::Expired;
+                    }
+                }
                 changed = changes.changed() => {
                     if changed.is_err() {
                         // The state is gone: only possible when the process is ending.
                         return std::future::pending().await;
                     }
-                    if state.sessions.check(&claims).is_err() {
-                        return Ended::Revoked;
-                    }
                 }
+            }
+            if state.sessions.check(&claims, clock::now()).is_err() {
+                return Ended::Revoked;
             }
         }
     })

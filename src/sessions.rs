@@ -69,19 +69,24 @@ impl Sessions {
         self.changes.subscribe()
     }
 
-    /// Step 5: the workspace cutoff, then the user's, each unless this token is preserved.
-    pub fn check(&self, claims: &Claims) -> Result<(), TokenError> {
+    /// Step 5 at time `now`: the workspace cutoff, then the user's, each unless this token
+    /// is the preserved session (which ends with its token's `exp`).
+    pub fn check(&self, claims: &Claims, now: f64) -> Result<(), TokenError> {
         let Some(workspace) = self.workspaces.get(claims.workspace.as_str()) else {
             return Ok(());
         };
-        if workspace.cutoff.as_ref().is_some_and(|c| !c.admits(claims)) {
+        if workspace
+            .cutoff
+            .as_ref()
+            .is_some_and(|c| !c.admits(claims, now))
+        {
             return Err(TokenError::SessionInvalidated);
         }
         let user = claims
             .subject
             .as_deref()
             .and_then(|sub| workspace.users.get(sub));
-        if user.is_some_and(|c| !c.admits(claims)) {
+        if user.is_some_and(|c| !c.admits(claims, now)) {
             return Err(TokenError::SessionRevoked);
         }
         Ok(())
@@ -144,11 +149,10 @@ impl Cutoff {
     }
 
     /// Whether a token passes this cutoff; leeway never applies here.
-    fn admits(&self, claims: &Claims) -> bool {
+    fn admits(&self, claims: &Claims, now: f64) -> bool {
         claims.session_time >= self.valid_after as f64
             || self
-                .preserved
-                .as_ref()
+                .preserved_at(now)
                 .is_some_and(|p| p.session_id == claims.session_id)
     }
 
@@ -193,18 +197,21 @@ mod tests {
             cutoff(1000, Some("jti:admin"), 1),
         );
         assert_eq!(
-            sessions.check(&claims("acme", "u", 999.999, "jti:u")),
+            sessions.check(&claims("acme", "u", 999.999, "jti:u"), 0.0),
             Err(TokenError::SessionInvalidated)
         );
         assert_eq!(
-            sessions.check(&claims("acme", "u", 1000.0, "jti:u")),
+            sessions.check(&claims("acme", "u", 1000.0, "jti:u"), 0.0),
             Ok(())
         );
         assert_eq!(
-            sessions.check(&claims("acme", "a", 10.0, "jti:admin")),
+            sessions.check(&claims("acme", "a", 10.0, "jti:admin"), 0.0),
             Ok(())
         );
-        assert_eq!(sessions.check(&claims("other", "u", 10.0, "jti:u")), Ok(()));
+        assert_eq!(
+            sessions.check(&claims("other", "u", 10.0, "jti:u"), 0.0),
+            Ok(())
+        );
     }
 
     #[test]
@@ -216,24 +223,24 @@ mod tests {
         };
         sessions.apply(&user, cutoff(2000, None, 1));
         assert_eq!(
-            sessions.check(&claims("acme", "bob", 1500.0, "jti:b")),
+            sessions.check(&claims("acme", "bob", 1500.0, "jti:b"), 0.0),
             Err(TokenError::SessionRevoked)
         );
         assert_eq!(
-            sessions.check(&claims("acme", "carol", 1500.0, "jti:c")),
+            sessions.check(&claims("acme", "carol", 1500.0, "jti:c"), 0.0),
             Ok(())
         );
         sessions.apply(&Scope::Workspace("acme".into()), cutoff(1800, None, 1));
         assert_eq!(
-            sessions.check(&claims("acme", "bob", 1500.0, "jti:b")),
+            sessions.check(&claims("acme", "bob", 1500.0, "jti:b"), 0.0),
             Err(TokenError::SessionInvalidated)
         );
         assert_eq!(
-            sessions.check(&claims("acme", "bob", 1900.0, "jti:b")),
+            sessions.check(&claims("acme", "bob", 1900.0, "jti:b"), 0.0),
             Err(TokenError::SessionRevoked)
         );
         assert_eq!(
-            sessions.check(&claims("acme", "bob", 2000.0, "jti:b")),
+            sessions.check(&claims("acme", "bob", 2000.0, "jti:b"), 0.0),
             Ok(())
         );
     }
