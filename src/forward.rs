@@ -96,7 +96,9 @@ impl Upstream {
     pub fn prepare<B>(&self, req: &mut Request<B>, fwd: &Forwarding<'_>) {
         // HTTP/2 clients send the host as :authority; the upstream gets it as Host.
         let host = req.headers().get(header::HOST).cloned().or_else(|| {
-            req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
         *req.uri_mut() = self.target(req.uri());
         // The client may speak h2 while the upstream speaks HTTP/1.1; the pool picks.
@@ -121,10 +123,11 @@ impl Upstream {
     /// Sends the request; connection failures are 502, no response headers in time is 504.
     /// A 101 keeps its `Connection`/`Upgrade` headers for the tunnel.
     pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, UpstreamError> {
-        let mut response = tokio::time::timeout(self.config.response_timeout, self.client.request(req))
-            .await
-            .map_err(|_| UpstreamError::Timeout)?
-            .map_err(UpstreamError::Unreachable)?;
+        let mut response =
+            tokio::time::timeout(self.config.response_timeout, self.client.request(req))
+                .await
+                .map_err(|_| UpstreamError::Timeout)?
+                .map_err(UpstreamError::Unreachable)?;
         if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
             remove_hop_by_hop(response.headers_mut());
         }
@@ -148,8 +151,10 @@ impl Upstream {
 /// `upstream.ca_file`, or the system's roots.
 fn roots(config: &UpstreamConfig) -> Result<rustls::RootCertStore, UpstreamSetupError> {
     if let Some(path) = &config.ca_file {
-        return crate::tls::load_roots(path)
-            .map_err(|problem| UpstreamSetupError::CaFile { path: path.display().to_string(), problem });
+        return crate::tls::load_roots(path).map_err(|problem| UpstreamSetupError::CaFile {
+            path: path.display().to_string(),
+            problem,
+        });
     }
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();

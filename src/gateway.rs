@@ -18,11 +18,11 @@ use crate::clock;
 use crate::error::{GatewayError, LoginRedirect};
 use crate::forward::Forwarding;
 use crate::guard::{self, Guarded};
-use crate::tunnel::{self, websocket_upgrade};
 use crate::metrics::{KindLabels, OutcomeLabels, ReasonLabels};
 use crate::paths;
 use crate::state::AppState;
 use crate::token::{self, Claims, Presented, TokenError, TokenSource};
+use crate::tunnel::{self, websocket_upgrade};
 
 /// Characters escaped in `return_to` (everything that is not unreserved).
 const QUERY_VALUE: &AsciiSet = &CONTROLS
@@ -186,14 +186,19 @@ impl Gateway {
             identity: caller.as_ref().map(|c| &c.claims),
             token_source: caller.as_ref().map(|c| c.source),
             cookie_name: config.auth.cookie.as_deref(),
-            client_ip: crate::client_ip::client_ip(self.conn.peer, req.headers(), &config.server.trusted_proxies),
+            client_ip: crate::client_ip::client_ip(
+                self.conn.peer,
+                req.headers(),
+                &config.server.trusted_proxies,
+            ),
             tls: self.conn.tls,
             upgrade,
         };
         self.state.upstream.prepare(&mut req, &forwarding);
         let response = self.state.upstream.send(req).await?;
         record.upstream_status = Some(response.status().as_u16());
-        let end = caller.map(|caller| guard::session_ended(self.state.clone(), Arc::new(caller.claims)));
+        let end =
+            caller.map(|caller| guard::session_ended(self.state.clone(), Arc::new(caller.claims)));
         match client_upgrade {
             Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                 Ok(tunnel::splice(&self.state, client, response, end))

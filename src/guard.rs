@@ -53,7 +53,11 @@ pub fn session_ended(state: Arc<AppState>, claims: Arc<Claims>) -> EndSignal {
             // The answer can change at `exp` (a preserved session ends there) and at
             // `exp + leeway` (the token itself is refused from then on).
             let now = clock::now();
-            let next = if now < claims.expires_at { claims.expires_at } else { claims.expires_at + leeway };
+            let next = if now < claims.expires_at {
+                claims.expires_at
+            } else {
+                claims.expires_at + leeway
+            };
             let wake = Instant::now() + Duration::from_secs_f64((next - now).clamp(0.0, 1e9));
             tokio::select! {
                 () = tokio::time::sleep_until(wake) => {
@@ -92,7 +96,10 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));

@@ -82,7 +82,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let keys = keys::KeySet::load(&config.jwt.keys)?;
-    let certs = config.server.tls.as_ref().map(tls::CertStore::load).transpose()?;
+    let certs = config
+        .server
+        .tls
+        .as_ref()
+        .map(tls::CertStore::load)
+        .transpose()?;
     let upstream = forward::Upstream::new(config.upstream.clone())?;
     let store = store::Store::open(&config.store).await?;
     let state = Arc::new(state::AppState::new(config, keys, store, upstream));
@@ -98,7 +103,9 @@ pub async fn run(
         keys = state.verifier.keys().len(),
         "ready"
     );
-    let acceptor = certs.as_ref().map(|certs| tokio_rustls::TlsAcceptor::from(Arc::new(certs.server_config())));
+    let acceptor = certs
+        .as_ref()
+        .map(|certs| tokio_rustls::TlsAcceptor::from(Arc::new(certs.server_config())));
     if let Some(certs) = certs {
         tokio::spawn(certs.watch(state.shutdown.clone()));
     }

@@ -23,7 +23,12 @@ const H2_KEEPALIVE: Duration = Duration::from_secs(30);
 /// Serves the proxy and admin API on `listener` until `shutdown` resolves. Then: stop
 /// accepting, close WebSocket tunnels, let in-flight requests finish for up to
 /// `server.shutdown_grace_secs`, and return.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, tls: Option<TlsAcceptor>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     let config = &state.config.server;
     let builder = Arc::new(connection_builder(config));
     let graceful = GracefulShutdown::new();
@@ -46,10 +51,24 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, tls: Option<TlsA
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (state, builder, tls, watcher) = (state.clone(), builder.clone(), tls.clone(), graceful.watcher());
+        let (state, builder, tls, watcher) = (
+            state.clone(),
+            builder.clone(),
+            tls.clone(),
+            graceful.watcher(),
+        );
         tokio::spawn(async move {
-            let Some(io) = handshake(stream, tls, state.config.server.header_read_timeout).await else { return };
-            let gateway = Gateway::new(state, ConnInfo { peer, tls: matches!(io, Either::Left(_)) });
+            let Some(io) = handshake(stream, tls, state.config.server.header_read_timeout).await
+            else {
+                return;
+            };
+            let gateway = Gateway::new(
+                state,
+                ConnInfo {
+                    peer,
+                    tls: matches!(io, Either::Left(_)),
+                },
+            );
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), gateway);
             if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%error, "connection ended with an error");
@@ -83,7 +102,9 @@ async fn handshake(
     tls: Option<TlsAcceptor>,
     timeout: Duration,
 ) -> Option<Either<tokio_rustls::server::TlsStream<TcpStream>, TcpStream>> {
-    let Some(acceptor) = tls else { return Some(Either::Right(stream)) };
+    let Some(acceptor) = tls else {
+        return Some(Either::Right(stream));
+    };
     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => Some(Either::Left(stream)),
         Ok(Err(error)) => {
@@ -106,6 +127,9 @@ async fn drain(state: &AppState, graceful: GracefulShutdown) {
         state.tunnels.wait().await;
     };
     if tokio::time::timeout(grace, drained).await.is_err() {
-        tracing::warn!(grace_secs = grace.as_secs(), "requests still in flight after the grace period; closing them");
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "requests still in flight after the grace period; closing them"
+        );
     }
 }

@@ -49,7 +49,10 @@ impl CertStore {
     /// Loads the certificate chain and key named by `server.tls`.
     pub fn load(config: &TlsConfig) -> Result<Arc<Self>, TlsError> {
         let key = load_certified_key(config)?;
-        Ok(Arc::new(Self { current: ArcSwap::from_pointee(key), config: config.clone() }))
+        Ok(Arc::new(Self {
+            current: ArcSwap::from_pointee(key),
+            config: config.clone(),
+        }))
     }
 
     /// A rustls server config offering h2 and http/1.1 by ALPN.
@@ -70,14 +73,17 @@ impl CertStore {
                 self.current.store(Arc::new(key));
                 tracing::info!(cert = %self.config.cert.display(), "TLS certificate reloaded");
             }
-            Err(error) => tracing::error!(%error, "TLS certificate not reloaded; keeping the previous one"),
+            Err(error) => {
+                tracing::error!(%error, "TLS certificate not reloaded; keeping the previous one")
+            }
         }
     }
 
     /// Watches both files (and SIGHUP) until `stop` is cancelled.
     pub async fn watch(self: Arc<Self>, stop: CancellationToken) {
         let mut seen = self.modified();
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
             let hup = async {
                 match hangup.as_mut() {
@@ -112,8 +118,14 @@ impl ResolvesServerCert for CertStore {
 }
 
 fn load_certified_key(config: &TlsConfig) -> Result<CertifiedKey, TlsError> {
-    let cert_error = |problem: String| TlsError::Cert { path: config.cert.display().to_string(), problem };
-    let key_error = |problem: String| TlsError::Key { path: config.key.display().to_string(), problem };
+    let cert_error = |problem: String| TlsError::Cert {
+        path: config.cert.display().to_string(),
+        problem,
+    };
+    let key_error = |problem: String| TlsError::Key {
+        path: config.key.display().to_string(),
+        problem,
+    };
     let chain = CertificateDer::pem_file_iter(&config.cert)
         .map_err(|e| cert_error(e.to_string()))?
         .collect::<Result<Vec<_>, _>>()
@@ -122,7 +134,8 @@ fn load_certified_key(config: &TlsConfig) -> Result<CertifiedKey, TlsError> {
         return Err(cert_error("no CERTIFICATE block".into()));
     }
     let key = PrivateKeyDer::from_pem_file(&config.key).map_err(|e| key_error(e.to_string()))?;
-    let certified = CertifiedKey::from_der(chain, key, &provider()).map_err(|e| key_error(e.to_string()))?;
+    let certified =
+        CertifiedKey::from_der(chain, key, &provider()).map_err(|e| key_error(e.to_string()))?;
     Ok(certified)
 }
 
@@ -130,7 +143,9 @@ fn load_certified_key(config: &TlsConfig) -> Result<CertifiedKey, TlsError> {
 pub fn load_roots(path: &PathBuf) -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(path).map_err(|e| e.to_string())? {
-        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     }
     if roots.is_empty() {
         return Err("no CERTIFICATE block".into());

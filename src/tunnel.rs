@@ -24,13 +24,21 @@ pub fn websocket_upgrade<B>(req: &Request<B>) -> Option<HeaderValue> {
         .flat_map(|v| v.split(','))
         .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
     let upgrade = req.headers().get(UPGRADE)?;
-    let websocket = upgrade.to_str().is_ok_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
-    (connection_upgrade && websocket && req.version() == http::Version::HTTP_11).then(|| upgrade.clone())
+    let websocket = upgrade
+        .to_str()
+        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
+    (connection_upgrade && websocket && req.version() == http::Version::HTTP_11)
+        .then(|| upgrade.clone())
 }
 
 /// Answers the client with the upstream's 101 and splices the two connections in a
 /// tracked task that ends with the session (`end`, none on public paths) or at shutdown.
-pub fn splice(state: &Arc<AppState>, client: OnUpgrade, mut upstream: Response<Incoming>, end: Option<EndSignal>) -> Response<Body> {
+pub fn splice(
+    state: &Arc<AppState>,
+    client: OnUpgrade,
+    mut upstream: Response<Incoming>,
+    end: Option<EndSignal>,
+) -> Response<Body> {
     let upstream_upgrade = hyper::upgrade::on(&mut upstream);
     let shutdown = state.shutdown.clone();
     state.tunnels.spawn(async move {
@@ -55,7 +63,9 @@ pub fn splice(state: &Arc<AppState>, client: OnUpgrade, mut upstream: Response<I
         let _ = upstream.shutdown().await;
     });
     let (mut parts, _) = upstream.into_parts();
-    parts.headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    parts
+        .headers
+        .insert(CONNECTION, HeaderValue::from_static("upgrade"));
     Response::from_parts(parts, body::empty())
 }
 
