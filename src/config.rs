@@ -50,11 +50,20 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// `server.tls`: terminate TLS (h2 and http/1.1 by ALPN) when set.
+    pub tls: Option<TlsConfig>,
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
     pub trusted_proxies: Vec<IpNet>,
+}
+
+/// `[server.tls]`: PEM files, reloaded when they change.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// `[upstream]`
@@ -64,6 +73,8 @@ pub struct UpstreamConfig {
     pub origin: http::uri::Uri,
     /// Path prefix of `upstream.url` (without trailing slash), prepended to every path.
     pub base_path: String,
+    /// `upstream.ca_file`: trust these CAs instead of the system roots (https only).
+    pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub forward_token: bool,
@@ -239,12 +250,19 @@ impl TryFrom<RawConfig> for Config {
 }
 
 fn server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
-    if raw.tls.is_some() {
-        return Err(invalid(
-            "server.tls",
-            "TLS termination is not available in this build yet",
-        ));
-    }
+    let tls = match raw.tls {
+        Some(tls) if tls.cert.is_empty() => {
+            return Err(invalid("server.tls.cert", "must be a PEM file path"));
+        }
+        Some(tls) if tls.key.is_empty() => {
+            return Err(invalid("server.tls.key", "must be a PEM file path"));
+        }
+        Some(tls) => Some(TlsConfig {
+            cert: tls.cert.into(),
+            key: tls.key.into(),
+        }),
+        None => None,
+    };
     if raw.max_header_bytes < 8192 {
         return Err(invalid("server.max_header_bytes", "must be at least 8192"));
     }
@@ -258,6 +276,7 @@ fn server(raw: RawServer) -> Result<ServerConfig, ConfigError> {
         .collect::<Result<_, _>>()?;
     Ok(ServerConfig {
         listen: parse("server.listen", &raw.listen)?,
+        tls,
         header_read_timeout: Duration::from_secs(raw.header_read_timeout_secs.max(1)),
         max_header_bytes: raw.max_header_bytes,
         max_connections: raw.max_connections,
@@ -283,23 +302,23 @@ fn upstream(raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
         .url
         .ok_or_else(|| invalid("upstream.url", "is required"))?;
     let uri: http::Uri = parse("upstream.url", &url)?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
             return Err(invalid(
                 "upstream.url",
-                "https upstreams are not available in this build yet",
+                "must start with http:// or https://",
             ));
         }
-        _ => return Err(invalid("upstream.url", "must start with http://")),
-    }
+    };
     if uri.authority().is_none() || uri.query().is_some() {
         return Err(invalid(
             "upstream.url",
             "must be scheme://host[:port][/base-path] with no query",
         ));
     }
-    if raw.ca_file.is_some() {
+    if raw.ca_file.is_some() && !https {
         return Err(invalid(
             "upstream.ca_file",
             "only applies to https upstreams",
@@ -315,6 +334,7 @@ fn upstream(raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
     Ok(UpstreamConfig {
         origin,
         base_path,
+        ca_file: raw.ca_file.map(PathBuf::from),
         connect_timeout: Duration::from_millis(raw.connect_timeout_ms.max(1)),
         response_timeout: Duration::from_secs(raw.response_timeout_secs.max(1)),
         forward_token: raw.forward_token,

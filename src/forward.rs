@@ -6,13 +6,12 @@ use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::body::Body;
 use crate::config::UpstreamConfig;
 use crate::error::UpstreamError;
 use crate::token::{Claims, TokenSource};
@@ -38,8 +37,17 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 
 /// The product behind the gateway.
 pub struct Upstream {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpsConnector<HttpConnector>, Incoming>,
     config: UpstreamConfig,
+}
+
+/// The upstream's TLS trust could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamSetupError {
+    #[error("upstream.ca_file: {path}: {problem}")]
+    CaFile { path: String, problem: String },
+    #[error("upstream.ca_file: no system root certificates found; set upstream.ca_file")]
+    NoSystemRoots,
 }
 
 /// What `prepare` needs to know about the request beyond the request itself.
@@ -50,29 +58,61 @@ pub struct Forwarding<'a> {
     pub cookie_name: Option<&'a str>,
     pub client_ip: IpAddr,
     pub tls: bool,
+    /// The client's `Upgrade` header for a WebSocket handshake, kept through the hop-by-hop removal.
+    pub upgrade: Option<HeaderValue>,
 }
 
 // === impl Upstream ===
 
 impl Upstream {
-    /// A pooled HTTP/1.1 keep-alive client for `upstream.url`.
-    pub fn new(config: UpstreamConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
+    /// A pooled keep-alive client for `upstream.url`: HTTP/1.1, or HTTP/2 when an `https`
+    /// upstream offers it by ALPN.
+    pub fn new(config: UpstreamConfig) -> Result<Self, UpstreamSetupError> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .expect("aws-lc-rs supports the default protocol versions")
+            .with_root_certificates(roots(&config)?)
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
-        Self { client, config }
+        Ok(Self { client, config })
     }
 
     /// Rewrites `req` for the upstream: target URI, hop-by-hop headers, X-Forwarded-*,
     /// identity headers and (optionally) the token.
     pub fn prepare<B>(&self, req: &mut Request<B>, fwd: &Forwarding<'_>) {
+        // HTTP/2 clients send the host as :authority; the upstream gets it as Host.
+        let host = req.headers().get(header::HOST).cloned().or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         *req.uri_mut() = self.target(req.uri());
-        let forwarded_host = req.headers().get(header::HOST).cloned();
+        // The client may speak h2 while the upstream speaks HTTP/1.1; the pool picks.
+        *req.version_mut() = http::Version::HTTP_11;
         let headers = req.headers_mut();
         remove_hop_by_hop(headers);
+        if let Some(host) = &host {
+            headers.insert(header::HOST, host.clone());
+        }
+        if let Some(upgrade) = &fwd.upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, upgrade.clone());
+        }
+        let forwarded_host = host;
         set_forwarded(headers, fwd, forwarded_host);
         set_identity(headers, fwd.identity);
         if !self.config.forward_token {
@@ -81,17 +121,17 @@ impl Upstream {
     }
 
     /// Sends the request; connection failures are 502, no response headers in time is 504.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Body>, UpstreamError> {
-        let response = tokio::time::timeout(self.config.response_timeout, self.client.request(req))
-            .await
-            .map_err(|_| UpstreamError::Timeout)?
-            .map_err(UpstreamError::Unreachable)?;
-        let (mut parts, body) = response.into_parts();
-        remove_hop_by_hop(&mut parts.headers);
-        Ok(Response::from_parts(
-            parts,
-            body.map_err(Into::into).boxed_unsync(),
-        ))
+    /// A 101 keeps its `Connection`/`Upgrade` headers for the tunnel.
+    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, UpstreamError> {
+        let mut response =
+            tokio::time::timeout(self.config.response_timeout, self.client.request(req))
+                .await
+                .map_err(|_| UpstreamError::Timeout)?
+                .map_err(UpstreamError::Unreachable)?;
+        if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+            remove_hop_by_hop(response.headers_mut());
+        }
+        Ok(response)
     }
 
     fn target(&self, original: &Uri) -> Uri {
@@ -108,7 +148,25 @@ impl Upstream {
     }
 }
 
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
+/// `upstream.ca_file`, or the system's roots.
+fn roots(config: &UpstreamConfig) -> Result<rustls::RootCertStore, UpstreamSetupError> {
+    if let Some(path) = &config.ca_file {
+        return crate::tls::load_roots(path).map_err(|problem| UpstreamSetupError::CaFile {
+            path: path.display().to_string(),
+            problem,
+        });
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(native.certs);
+    if added == 0 && config.origin.scheme_str() == Some("https") {
+        return Err(UpstreamSetupError::NoSystemRoots);
+    }
+    Ok(roots)
+}
+
+/// Removes the headers that describe one hop only (RFC 9110 section 7.6.1).
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()

@@ -7,7 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
@@ -16,10 +17,12 @@ use crate::body::Body;
 use crate::clock;
 use crate::error::{GatewayError, LoginRedirect};
 use crate::forward::Forwarding;
+use crate::guard::{self, Guarded};
 use crate::metrics::{KindLabels, OutcomeLabels, ReasonLabels};
 use crate::paths;
 use crate::state::AppState;
 use crate::token::{self, Claims, Presented, TokenError, TokenSource};
+use crate::tunnel::{self, websocket_upgrade};
 
 /// Characters escaped in `return_to` (everything that is not unreserved).
 const QUERY_VALUE: &AsciiSet = &CONTROLS
@@ -177,6 +180,8 @@ impl Gateway {
             record.workspace = Some(caller.claims.workspace.clone());
             record.session = Some(caller.claims.session_id.clone());
         }
+        let upgrade = websocket_upgrade(&req);
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let forwarding = Forwarding {
             identity: caller.as_ref().map(|c| &c.claims),
             token_source: caller.as_ref().map(|c| c.source),
@@ -187,11 +192,22 @@ impl Gateway {
                 &config.server.trusted_proxies,
             ),
             tls: self.conn.tls,
+            upgrade,
         };
         self.state.upstream.prepare(&mut req, &forwarding);
         let response = self.state.upstream.send(req).await?;
         record.upstream_status = Some(response.status().as_u16());
-        Ok(response)
+        let end =
+            caller.map(|caller| guard::session_ended(self.state.clone(), Arc::new(caller.claims)));
+        match client_upgrade {
+            Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                Ok(tunnel::splice(&self.state, client, response, end))
+            }
+            _ => Ok(match end {
+                Some(end) => response.map(|body| Guarded::new(body, end).boxed_unsync()),
+                None => response.map(|body| body.map_err(Into::into).boxed_unsync()),
+            }),
+        }
     }
 
     /// A refused token: 401, or a redirect to `auth.login_url` for a browser navigation.

@@ -5,13 +5,16 @@
 //! earlier is refused, except the one session the admin used to move the cutoff.
 //!
 //! ```text
-//! server.rs   accept -> serve_connection (graceful-watched, connection-limited)
+//! server.rs   accept -> [TLS, ALPN h2/http1.1] -> serve_connection_with_upgrades
+//!             (graceful-watched, connection-limited)
 //! gateway.rs  handle(req)  never fails; try_handle(req) -> Result<Response, GatewayError>
 //!               1 route      bad path -> 400; admin prefix -> admin_api; public path?
 //!               2 token      token::extract + Verifier::verify     401 + WWW-Authenticate
 //!               3 session    Sessions::check (memory only)         401 session_invalidated
 //!               4 rewrite    Upstream::prepare (sync, infallible)
 //!               5 forward    Upstream::send                        502 | 504
+//!               6 stream     body guarded by the session (guard.rs), or a WebSocket
+//!                            tunnel (tunnel.rs): closed when the session ends
 //!             Err(e) -> e.into_response()   the only place an error becomes a response
 //!             one access-log event + metrics per request
 //! admin_api   logout -> store commit (fsync) -> Sessions::apply -> 200
@@ -35,6 +38,7 @@ pub mod demo;
 pub mod error;
 pub mod forward;
 pub mod gateway;
+pub mod guard;
 pub mod keys;
 pub mod logging;
 pub mod metrics;
@@ -45,7 +49,9 @@ pub mod server;
 pub mod sessions;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod token;
+pub mod tunnel;
 
 pub use config::Config;
 
@@ -62,6 +68,10 @@ pub enum RunError {
     Keys(#[from] keys::KeyError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Upstream(#[from] forward::UpstreamSetupError),
 }
 
 /// Runs the gateway until `shutdown` resolves: loads keys and the store, serves ops, marks
@@ -72,8 +82,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let keys = keys::KeySet::load(&config.jwt.keys)?;
+    let certs = config
+        .server
+        .tls
+        .as_ref()
+        .map(tls::CertStore::load)
+        .transpose()?;
+    let upstream = forward::Upstream::new(config.upstream.clone())?;
     let store = store::Store::open(&config.store).await?;
-    let state = Arc::new(state::AppState::new(config, keys, store));
+    let state = Arc::new(state::AppState::new(config, keys, store, upstream));
     let ops_addr = listeners.ops.as_ref().and_then(|l| l.local_addr().ok());
     let ops_task = listeners
         .ops
@@ -86,7 +103,13 @@ pub async fn run(
         keys = state.verifier.keys().len(),
         "ready"
     );
-    server::serve(listeners.main, state, shutdown).await;
+    let acceptor = certs
+        .as_ref()
+        .map(|certs| tokio_rustls::TlsAcceptor::from(Arc::new(certs.server_config())));
+    if let Some(certs) = certs {
+        tokio::spawn(certs.watch(state.shutdown.clone()));
+    }
+    server::serve(listeners.main, state, acceptor, shutdown).await;
     if let Some(task) = ops_task {
         task.abort();
     }

@@ -1,30 +1,36 @@
-//! Accept loops for the main and ops listeners, with a connection limit and graceful drain.
+//! The accept loop: connection limit, optional TLS, HTTP/1.1 and HTTP/2 on one listener,
+//! and a graceful drain at shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::either::Either;
 
+use crate::config::ServerConfig;
 use crate::gateway::{ConnInfo, Gateway};
 use crate::state::AppState;
 
-/// Serves the proxy and admin API on `listener` until `shutdown` resolves, then lets
-/// in-flight requests finish for up to `server.shutdown_grace_secs`.
+/// How often an idle HTTP/2 client is pinged, so dead peers free their slot.
+const H2_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Serves the proxy and admin API on `listener` until `shutdown` resolves. Then: stop
+/// accepting, close WebSocket tunnels, let in-flight requests finish for up to
+/// `server.shutdown_grace_secs`, and return.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let config = &state.config.server;
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_read_timeout)
-        .max_buf_size(config.max_header_bytes);
+    let builder = Arc::new(connection_builder(config));
     let graceful = GracefulShutdown::new();
     // Taking a slot before accepting leaves excess connections waiting in the backlog.
     let slots = Arc::new(Semaphore::new(config.max_connections));
@@ -45,24 +51,85 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let gateway = Gateway::new(state.clone(), ConnInfo { peer, tls: false });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), gateway));
+        let (state, builder, tls, watcher) = (
+            state.clone(),
+            builder.clone(),
+            tls.clone(),
+            graceful.watcher(),
+        );
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let Some(io) = handshake(stream, tls, state.config.server.header_read_timeout).await
+            else {
+                return;
+            };
+            let gateway = Gateway::new(
+                state,
+                ConnInfo {
+                    peer,
+                    tls: matches!(io, Either::Left(_)),
+                },
+            );
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), gateway);
+            if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%error, "connection ended with an error");
             }
             drop(permit);
         });
     }
     drop(listener);
-    let grace = config.shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    drain(&state, graceful).await;
+}
+
+fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size(config.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(H2_KEEPALIVE));
+    builder
+}
+
+/// The TLS handshake, bounded by the header read timeout so a silent client cannot hold
+/// a connection slot.
+async fn handshake(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    timeout: Duration,
+) -> Option<Either<tokio_rustls::server::TlsStream<TcpStream>, TcpStream>> {
+    let Some(acceptor) = tls else {
+        return Some(Either::Right(stream));
+    };
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => Some(Either::Left(stream)),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            None
+        }
+    }
+}
+
+async fn drain(state: &AppState, graceful: GracefulShutdown) {
+    state.shutdown.cancel();
+    state.tunnels.close();
+    let grace = state.config.server.shutdown_grace;
+    let drained = async {
+        graceful.shutdown().await;
+        state.tunnels.wait().await;
+    };
+    if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!(
             grace_secs = grace.as_secs(),
-            "connections still open after the grace period; closing them"
+            "requests still in flight after the grace period; closing them"
         );
     }
 }

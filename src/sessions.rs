@@ -5,16 +5,20 @@
 //! at once, or a later pub/sub message) can never move a cutoff back.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use crate::token::{Claims, TokenError};
 
 /// Cutoffs of every workspace, each with its users' cutoffs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Sessions {
     workspaces: DashMap<Box<str>, Workspace>,
+    /// Bumped on every change, so open tunnels and streams can re-check their session.
+    changes: watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -50,7 +54,21 @@ pub enum Scope {
 
 // === impl Sessions ===
 
+impl Default for Sessions {
+    fn default() -> Self {
+        Self {
+            workspaces: DashMap::new(),
+            changes: watch::Sender::new(0),
+        }
+    }
+}
+
 impl Sessions {
+    /// Notified after every change to a cutoff.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     /// Step 5 at time `now`: the workspace cutoff, then the user's, each unless this token
     /// is the preserved session (which ends with its token's `exp`).
     pub fn check(&self, claims: &Claims, now: f64) -> Result<(), TokenError> {
@@ -74,28 +92,33 @@ impl Sessions {
         Ok(())
     }
 
-    /// Installs `cutoff` for `scope` unless a newer version is already there.
+    /// Installs `cutoff` for `scope` unless the same or a newer version is already there.
     pub fn apply(&self, scope: &Scope, cutoff: Cutoff) {
         let workspace_name = match scope {
             Scope::Workspace(ws) | Scope::User { workspace: ws, .. } => ws.as_str(),
         };
-        let mut workspace = self.workspaces.entry(workspace_name.into()).or_default();
-        let slot = match scope {
-            Scope::Workspace(_) => &mut workspace.cutoff,
-            Scope::User { subject, .. } => {
-                let current = workspace.users.entry(subject.as_str().into());
-                let slot = current.or_insert_with(|| cutoff.clone());
-                if slot.version < cutoff.version {
-                    *slot = cutoff;
-                }
-                return;
+        let changed = {
+            let mut workspace = self.workspaces.entry(workspace_name.into()).or_default();
+            match scope {
+                Scope::Workspace(_) => match &mut workspace.cutoff {
+                    Some(current) => current.replace_if_older(cutoff),
+                    slot @ None => {
+                        *slot = Some(cutoff);
+                        true
+                    }
+                },
+                Scope::User { subject, .. } => match workspace.users.entry(subject.as_str().into())
+                {
+                    Entry::Occupied(mut current) => current.get_mut().replace_if_older(cutoff),
+                    Entry::Vacant(slot) => {
+                        slot.insert(cutoff);
+                        true
+                    }
+                },
             }
         };
-        if slot
-            .as_ref()
-            .is_none_or(|current| current.version < cutoff.version)
-        {
-            *slot = Some(cutoff);
+        if changed {
+            self.changes.send_modify(|generation| *generation += 1);
         }
     }
 
@@ -116,6 +139,15 @@ impl Sessions {
 // === impl Cutoff ===
 
 impl Cutoff {
+    /// Versions only grow: a stale update (out of order, or replayed) changes nothing.
+    fn replace_if_older(&mut self, candidate: Cutoff) -> bool {
+        let newer = candidate.version > self.version;
+        if newer {
+            *self = candidate;
+        }
+        newer
+    }
+
     /// Whether a token passes this cutoff; leeway never applies here.
     fn admits(&self, claims: &Claims, now: f64) -> bool {
         claims.session_time >= self.valid_after as f64

@@ -2,6 +2,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 use crate::config::Config;
 use crate::forward::Upstream;
 use crate::keys::KeySet;
@@ -18,6 +21,10 @@ pub struct AppState {
     pub store: Store,
     pub upstream: Upstream,
     pub metrics: Metrics,
+    /// Cancelled at shutdown: tunnels and streams close, the accept loop stops.
+    pub shutdown: CancellationToken,
+    /// WebSocket tunnels, which outlive the HTTP connection that opened them.
+    pub tunnels: TaskTracker,
     /// Set once the store's cutoffs are in `sessions`; until then requests get 503.
     ready: AtomicBool,
 }
@@ -26,10 +33,12 @@ pub struct AppState {
 
 impl AppState {
     /// State that is not ready until `mark_ready`.
-    pub fn new(config: Config, keys: KeySet, store: Store) -> Self {
+    pub fn new(config: Config, keys: KeySet, store: Store, upstream: Upstream) -> Self {
         Self {
             verifier: Verifier::new(config.jwt.clone(), config.sessions, keys),
-            upstream: Upstream::new(config.upstream.clone()),
+            upstream,
+            shutdown: CancellationToken::new(),
+            tunnels: TaskTracker::new(),
             sessions: Sessions::default(),
             metrics: Metrics::new(),
             store,

@@ -43,6 +43,8 @@ pub fn now() -> f64 {
 
 /// An HTTP client that neither follows redirects nor uses a proxy.
 pub fn client() -> reqwest::Client {
+    // reqwest is built without a crypto provider; tests use the gateway's (aws-lc-rs).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()

@@ -1,0 +1,154 @@
+//! TLS termination with rustls from PEM files, reloaded without a restart.
+//!
+//! The certificate lives behind an `ArcSwap` read by every handshake. A background task
+//! reloads it when either file changes (polled) or on SIGHUP; a bad new file keeps the
+//! old certificate and says why in the log.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::TlsConfig;
+
+/// How often the certificate files are checked for changes.
+const RELOAD_POLL: Duration = Duration::from_secs(2);
+
+/// The certificate every handshake presents; replaced whole on reload.
+#[derive(Debug)]
+pub struct CertStore {
+    current: ArcSwap<CertifiedKey>,
+    config: TlsConfig,
+}
+
+/// A certificate or key file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("server.tls.cert: {path}: {problem}")]
+    Cert { path: String, problem: String },
+    #[error("server.tls.key: {path}: {problem}")]
+    Key { path: String, problem: String },
+}
+
+/// The crypto every rustls config of the gateway uses (the same aws-lc-rs as jsonwebtoken).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+// === impl CertStore ===
+
+impl CertStore {
+    /// Loads the certificate chain and key named by `server.tls`.
+    pub fn load(config: &TlsConfig) -> Result<Arc<Self>, TlsError> {
+        let key = load_certified_key(config)?;
+        Ok(Arc::new(Self {
+            current: ArcSwap::from_pointee(key),
+            config: config.clone(),
+        }))
+    }
+
+    /// A rustls server config offering h2 and http/1.1 by ALPN.
+    pub fn server_config(self: &Arc<Self>) -> ServerConfig {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("aws-lc-rs supports the default protocol versions")
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config
+    }
+
+    /// Reloads now; on error the old certificate stays.
+    pub fn reload(&self) {
+        match load_certified_key(&self.config) {
+            Ok(key) => {
+                self.current.store(Arc::new(key));
+                tracing::info!(cert = %self.config.cert.display(), "TLS certificate reloaded");
+            }
+            Err(error) => {
+                tracing::error!(%error, "TLS certificate not reloaded; keeping the previous one")
+            }
+        }
+    }
+
+    /// Watches both files (and SIGHUP) until `stop` is cancelled.
+    pub async fn watch(self: Arc<Self>, stop: CancellationToken) {
+        let mut seen = self.modified();
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            let hup = async {
+                match hangup.as_mut() {
+                    Some(signal) => signal.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = hup => self.reload(),
+                () = tokio::time::sleep(RELOAD_POLL) => {
+                    let now = self.modified();
+                    if now != seen {
+                        seen = now;
+                        self.reload();
+                    }
+                }
+            }
+        }
+    }
+
+    fn modified(&self) -> [Option<SystemTime>; 2] {
+        let mtime = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        [mtime(&self.config.cert), mtime(&self.config.key)]
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+fn load_certified_key(config: &TlsConfig) -> Result<CertifiedKey, TlsError> {
+    let cert_error = |problem: String| TlsError::Cert {
+        path: config.cert.display().to_string(),
+        problem,
+    };
+    let key_error = |problem: String| TlsError::Key {
+        path: config.key.display().to_string(),
+        problem,
+    };
+    let chain = CertificateDer::pem_file_iter(&config.cert)
+        .map_err(|e| cert_error(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| cert_error(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(cert_error("no CERTIFICATE block".into()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&config.key).map_err(|e| key_error(e.to_string()))?;
+    let certified =
+        CertifiedKey::from_der(chain, key, &provider()).map_err(|e| key_error(e.to_string()))?;
+    Ok(certified)
+}
+
+/// Reads a PEM bundle of CA certificates (for `upstream.ca_file`).
+pub fn load_roots(path: &PathBuf) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| e.to_string())? {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    if roots.is_empty() {
+        return Err("no CERTIFICATE block".into());
+    }
+    Ok(roots)
+}
