@@ -4,7 +4,7 @@
 //! the store has committed the new cutoff and its audit record.
 
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
@@ -22,6 +22,8 @@ use crate::store::Change;
 use crate::token::{TokenSource, session_id_prefix};
 
 const MAX_BODY_BYTES: usize = 16 * 1024;
+/// How much of an oversized body is read and dropped before answering 413.
+const DRAIN_BYTES: usize = 1024 * 1024;
 const MAX_REASON_CHARS: usize = 1024;
 const MAX_TICKET_CHARS: usize = 256;
 const DEFAULT_AUDIT_LIMIT: usize = 50;
@@ -274,16 +276,28 @@ fn referer_origin(referer: &str) -> Option<String> {
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<LogoutBody, GatewayError> {
-    let collected = Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-        .map_err(
-            |error| match error.downcast_ref::<http_body_util::LengthLimitError>() {
-                Some(_) => GatewayError::PayloadTooLarge,
-                None => GatewayError::BadRequest("could not read the request body".into()),
-            },
-        )?;
-    let bytes = collected.to_bytes();
+    let mut body = req.into_body();
+    let mut bytes = Vec::new();
+    let mut received = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|_| GatewayError::BadRequest("could not read the request body".into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        received += data.len();
+        // Past the limit, keep reading (and dropping) a little longer before the 413: a
+        // client still sending when the connection closes would never see the answer.
+        if received > DRAIN_BYTES {
+            break;
+        }
+        if received <= MAX_BODY_BYTES {
+            bytes.extend_from_slice(&data);
+        }
+    }
+    if received > MAX_BODY_BYTES {
+        return Err(GatewayError::PayloadTooLarge);
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(LogoutBody::default());
     }
