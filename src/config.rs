@@ -103,6 +103,8 @@ pub struct JwtConfig {
     pub roles_claim: ClaimPath,
     pub admin_roles: Vec<String>,
     pub keys: Vec<KeyConfig>,
+    /// `jwt.verify_cache_entries`: verified tokens remembered (0 disables the cache).
+    pub verify_cache_entries: u64,
 }
 
 /// A claim name; dots reach into nested objects (`org.workspace`).
@@ -126,6 +128,17 @@ pub enum KeySource {
     HmacFile(PathBuf),
     PublicKeyFile(PathBuf),
     JwksFile { path: PathBuf, allow_hmac: bool },
+    JwksUrl(RemoteJwksConfig),
+}
+
+/// A `jwks_url` entry: fetched at start, then every `refresh_secs` (or sooner when the
+/// answer's `Cache-Control: max-age` says so).
+#[derive(Debug, Clone)]
+pub struct RemoteJwksConfig {
+    pub url: http::Uri,
+    pub refresh: Duration,
+    pub ca_file: Option<PathBuf>,
+    pub allow_hmac: bool,
 }
 
 /// `[sessions]`
@@ -420,6 +433,7 @@ fn jwt(raw: RawJwt) -> Result<JwtConfig, ConfigError> {
         roles_claim: ClaimPath::parse("jwt.roles_claim", &raw.roles_claim)?,
         admin_roles: raw.admin_roles,
         keys,
+        verify_cache_entries: raw.verify_cache_entries,
     })
 }
 
@@ -446,17 +460,8 @@ fn key_config(index: usize, raw: RawKey, allowed: &[Algorithm]) -> Result<KeyCon
             "set exactly one of hmac_secret_env, hmac_secret_file, public_key_file, jwks_file, jwks_url",
         ));
     }
-    if raw.jwks_url.is_some() {
-        return Err(invalid(
-            &at("jwks_url"),
-            "remote JWKS is not available in this build yet; use jwks_file",
-        ));
-    }
-    if raw.refresh_secs.is_some() || raw.ca_file.is_some() {
-        return Err(invalid(
-            &key_name,
-            "refresh_secs and ca_file only apply to jwks_url",
-        ));
+    if raw.jwks_url.is_none() && (raw.refresh_secs.is_some() || raw.ca_file.is_some()) {
+        return Err(invalid(&key_name, "refresh_secs and ca_file only apply to jwks_url"));
     }
     let algorithm = match &raw.algorithm {
         Some(name) => {
@@ -473,34 +478,22 @@ fn key_config(index: usize, raw: RawKey, allowed: &[Algorithm]) -> Result<KeyCon
     };
     let single = raw.kid.is_some() || algorithm.is_some();
     let kid = raw.kid;
-    let source = match (
-        raw.hmac_secret_env,
-        raw.hmac_secret_file,
-        raw.public_key_file,
-        raw.jwks_file,
-    ) {
+    let jwks = |source| -> Result<KeySource, ConfigError> {
+        match single {
+            true => Err(invalid(&key_name, "kid and algorithm come from the JWKS itself; set them only on single keys")),
+            false => Ok(source),
+        }
+    };
+    let source = match (raw.hmac_secret_env, raw.hmac_secret_file, raw.public_key_file, raw.jwks_file, raw.jwks_url) {
         (Some(var), ..) => KeySource::HmacEnv(var),
         (_, Some(path), ..) => KeySource::HmacFile(path.into()),
-        (_, _, Some(path), _) => KeySource::PublicKeyFile(path.into()),
-        (.., Some(path)) => {
-            if single {
-                return Err(invalid(
-                    &key_name,
-                    "kid and algorithm come from the JWKS itself; set them only on single keys",
-                ));
-            }
-            KeySource::JwksFile {
-                path: path.into(),
-                allow_hmac: raw.allow_hmac,
-            }
-        }
-        (None, None, None, None) => unreachable!("exactly one key source was checked above"),
+        (_, _, Some(path), ..) => KeySource::PublicKeyFile(path.into()),
+        (_, _, _, Some(path), _) => jwks(KeySource::JwksFile { path: path.into(), allow_hmac: raw.allow_hmac })?,
+        (.., Some(url)) => jwks(KeySource::JwksUrl(jwks_url(&at, url, raw.refresh_secs, raw.ca_file, raw.allow_hmac)?))?,
+        (None, None, None, None, None) => unreachable!("exactly one key source was checked above"),
     };
-    if raw.allow_hmac && !matches!(source, KeySource::JwksFile { .. }) {
-        return Err(invalid(
-            &at("allow_hmac"),
-            "only applies to jwks_file and jwks_url",
-        ));
+    if raw.allow_hmac && !matches!(source, KeySource::JwksFile { .. } | KeySource::JwksUrl(_)) {
+        return Err(invalid(&at("allow_hmac"), "only applies to jwks_file and jwks_url"));
     }
     Ok(KeyConfig {
         key_name,
@@ -508,6 +501,32 @@ fn key_config(index: usize, raw: RawKey, allowed: &[Algorithm]) -> Result<KeyCon
         algorithm,
         source,
     })
+}
+
+fn jwks_url(
+    at: &dyn Fn(&str) -> String,
+    url: String,
+    refresh_secs: Option<u64>,
+    ca_file: Option<String>,
+    allow_hmac: bool,
+) -> Result<RemoteJwksConfig, ConfigError> {
+    let uri: http::Uri = parse(&at("jwks_url"), &url)?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(invalid(&at("jwks_url"), "must be an http:// or https:// URL")),
+    };
+    if uri.authority().is_none() {
+        return Err(invalid(&at("jwks_url"), "must name a host"));
+    }
+    if ca_file.is_some() && !https {
+        return Err(invalid(&at("ca_file"), "only applies to https URLs"));
+    }
+    let refresh = Duration::from_secs(refresh_secs.unwrap_or(300));
+    if refresh.is_zero() {
+        return Err(invalid(&at("refresh_secs"), "must be at least 1"));
+    }
+    Ok(RemoteJwksConfig { url: uri, refresh, ca_file: ca_file.map(PathBuf::from), allow_hmac })
 }
 
 fn sessions(raw: RawSessions) -> Result<SessionsConfig, ConfigError> {

@@ -43,12 +43,8 @@ pub struct Upstream {
 
 /// The upstream's TLS trust could not be set up.
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamSetupError {
-    #[error("upstream.ca_file: {path}: {problem}")]
-    CaFile { path: String, problem: String },
-    #[error("upstream.ca_file: no system root certificates found; set upstream.ca_file")]
-    NoSystemRoots,
-}
+#[error("upstream.ca_file: {0}")]
+pub struct UpstreamSetupError(#[from] crate::tls::RootsError);
 
 /// What `prepare` needs to know about the request beyond the request itself.
 pub struct Forwarding<'a> {
@@ -68,21 +64,9 @@ impl Upstream {
     /// A pooled keep-alive client for `upstream.url`: HTTP/1.1, or HTTP/2 when an `https`
     /// upstream offers it by ALPN.
     pub fn new(config: UpstreamConfig) -> Result<Self, UpstreamSetupError> {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(config.connect_timeout));
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-            .with_safe_default_protocol_versions()
-            .expect("aws-lc-rs supports the default protocol versions")
-            .with_root_certificates(roots(&config)?)
-            .with_no_client_auth();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+        let https = config.origin.scheme_str() == Some("https");
+        let roots = crate::tls::client_roots(config.ca_file.as_deref(), https)?;
+        let connector = crate::tls::https_connector(roots, config.connect_timeout);
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -146,23 +130,6 @@ impl Upstream {
         );
         Uri::from_parts(parts).expect("scheme, authority and path are all set")
     }
-}
-
-/// `upstream.ca_file`, or the system's roots.
-fn roots(config: &UpstreamConfig) -> Result<rustls::RootCertStore, UpstreamSetupError> {
-    if let Some(path) = &config.ca_file {
-        return crate::tls::load_roots(path).map_err(|problem| UpstreamSetupError::CaFile {
-            path: path.display().to_string(),
-            problem,
-        });
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    let (added, _) = roots.add_parsable_certificates(native.certs);
-    if added == 0 && config.origin.scheme_str() == Some("https") {
-        return Err(UpstreamSetupError::NoSystemRoots);
-    }
-    Ok(roots)
 }
 
 /// Removes the headers that describe one hop only (RFC 9110 section 7.6.1).

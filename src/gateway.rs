@@ -67,7 +67,7 @@ pub struct ConnInfo {
 /// A caller whose token passed the whole acceptance rule.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub claims: Claims,
+    pub claims: Arc<Claims>,
     pub source: TokenSource,
 }
 
@@ -171,10 +171,7 @@ impl Gateway {
         }
         let caller = match config.auth.public_paths.matches(path) {
             true => None,
-            false => Some(
-                authenticate(&self.state, req.headers())
-                    .map_err(|reason| self.reject(&req, reason))?,
-            ),
+            false => Some(authenticate(&self.state, req.headers()).await.map_err(|reason| self.reject(&req, reason))?),
         };
         if let Some(caller) = &caller {
             record.workspace = Some(caller.claims.workspace.clone());
@@ -183,7 +180,7 @@ impl Gateway {
         let upgrade = websocket_upgrade(&req);
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let forwarding = Forwarding {
-            identity: caller.as_ref().map(|c| &c.claims),
+            identity: caller.as_ref().map(|c| &*c.claims),
             token_source: caller.as_ref().map(|c| c.source),
             cookie_name: config.auth.cookie.as_deref(),
             client_ip: crate::client_ip::client_ip(
@@ -198,7 +195,7 @@ impl Gateway {
         let response = self.state.upstream.send(req).await?;
         record.upstream_status = Some(response.status().as_u16());
         let end =
-            caller.map(|caller| guard::session_ended(self.state.clone(), Arc::new(caller.claims)));
+            caller.map(|caller| guard::session_ended(self.state.clone(), caller.claims));
         match client_upgrade {
             Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
                 Ok(tunnel::splice(&self.state, client, response, end))
@@ -256,14 +253,18 @@ impl hyper::service::Service<Request<Incoming>> for Gateway {
 }
 
 /// SPEC section 1 in full: find the token, verify it, then check the session cutoffs.
-pub fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Result<Caller, TokenError> {
-    let presented =
-        token::extract(headers, state.config.auth.cookie.as_deref()).ok_or(TokenError::Missing)?;
-    let now = clock::now();
-    let claims = state.verifier.verify(presented.token, now)?;
-    state.sessions.check(&claims, now)?;
-    Ok(Caller {
-        claims,
-        source: presented.source,
-    })
+///
+/// A token whose key is unknown may wait for one (shared, rate-limited) refetch of the
+/// remote JWKS: an identity provider that just rotated its keys is believed at once.
+pub async fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Result<Caller, TokenError> {
+    let presented = token::extract(headers, state.config.auth.cookie.as_deref()).ok_or(TokenError::Missing)?;
+    let verifier = &state.verifier;
+    let claims = match verifier.verify(presented.token, clock::now()) {
+        Err(TokenError::UnknownKey) if verifier.keys().refetch_for_unknown_key().await => {
+            verifier.verify(presented.token, clock::now())
+        }
+        verified => verified,
+    }?;
+    state.sessions.check(&claims, clock::now())?;
+    Ok(Caller { claims, source: presented.source })
 }

@@ -1,7 +1,7 @@
 //! Verification keys: loaded from `[[jwt.keys]]`, chosen per token by `kid` and algorithm.
 //!
-//! The set is replaced whole (`ArcSwap` in the verifier), never mutated, so a request
-//! never waits for a reload.
+//! A `KeySet` is an immutable snapshot; the `KeyRing` replaces it whole (`ArcSwap`) when a
+//! remote JWKS changes, so a request never waits for a reload.
 
 use std::path::Path;
 
@@ -12,20 +12,28 @@ use spki::{ObjectIdentifier, SubjectPublicKeyInfoOwned};
 
 use crate::config::{KeyConfig, KeySource};
 
+mod jwks;
+mod ring;
+
+pub use jwks::JwksError;
+pub use ring::KeyRing;
+
 const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 const OID_EC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
 const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 
-/// Every key the gateway may verify with.
+/// Every key the gateway may verify with, at one moment.
 #[derive(Debug, Default)]
 pub struct KeySet {
     keys: Vec<VerifyKey>,
+    /// Bumped on every change, so verified-token caches can tell stale entries.
+    generation: u64,
 }
 
 /// One usable key: its material, what it may verify, and how tokens name it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct VerifyKey {
     kid: Option<String>,
     /// When set, the only algorithm this key verifies.
@@ -72,18 +80,33 @@ pub enum KeyError {
         path: String,
         problem: String,
     },
+    #[error("{key}.ca_file: {source}")]
+    Roots {
+        key: String,
+        source: crate::tls::RootsError,
+    },
 }
 
 // === impl KeySet ===
 
 impl KeySet {
-    /// Loads every configured key; any unusable entry fails the whole load.
+    /// Loads the keys of every file and env entry; remote entries are left to the ring.
     pub fn load(entries: &[KeyConfig]) -> Result<Self, KeyError> {
         let mut keys = Vec::new();
         for entry in entries {
             keys.extend(load_entry(entry)?);
         }
-        Ok(Self { keys })
+        Ok(Self { keys, generation: 0 })
+    }
+
+    /// A snapshot of `keys`, numbered `generation`.
+    fn new(keys: Vec<VerifyKey>, generation: u64) -> Self {
+        Self { keys, generation }
+    }
+
+    /// Which version of the key set this is.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// How many keys are loaded (for the start-up summary).
@@ -196,7 +219,7 @@ pub fn hmac_secret(entry: &KeyConfig) -> Result<Option<Secret>, KeyError> {
             }
             bytes
         }
-        KeySource::PublicKeyFile(_) | KeySource::JwksFile { .. } => return Ok(None),
+        KeySource::PublicKeyFile(_) | KeySource::JwksFile { .. } | KeySource::JwksUrl(_) => return Ok(None),
     };
     if bytes.is_empty() {
         return Err(KeyError::EmptySecret { key: key() });
@@ -235,6 +258,8 @@ fn load_entry(entry: &KeyConfig) -> Result<Vec<VerifyKey>, KeyError> {
                 problem,
             })
         }
+        // Fetched by the KeyRing, in the background.
+        KeySource::JwksUrl(_) => Ok(Vec::new()),
         KeySource::HmacEnv(_) | KeySource::HmacFile(_) => {
             unreachable!("HMAC entries returned above")
         }

@@ -81,7 +81,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let keys = keys::KeySet::load(&config.jwt.keys)?;
+    let keys = Arc::new(keys::KeyRing::load(&config.jwt.keys)?);
     let certs = config
         .server
         .tls
@@ -91,18 +91,16 @@ pub async fn run(
     let upstream = forward::Upstream::new(config.upstream.clone())?;
     let store = store::Store::open(&config.store).await?;
     let state = Arc::new(state::AppState::new(config, keys, store, upstream));
+    state.verifier.keys().spawn_refreshers(state.metrics.jwks_refreshes.clone(), state.shutdown.clone());
     let ops_addr = listeners.ops.as_ref().and_then(|l| l.local_addr().ok());
     let ops_task = listeners
         .ops
         .map(|listener| tokio::spawn(ops::serve(listener, state.clone())));
     let cutoffs = state.load().await?;
-    tracing::info!(
-        listen = %listeners.main.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        ops = ops_addr.map(|a| a.to_string()),
-        cutoffs,
-        keys = state.verifier.keys().len(),
-        "ready"
-    );
+    let listen = listeners.main.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let ops = ops_addr.map(|a| a.to_string());
+    tracing::info!(listen, ops, cutoffs, "listening");
+    tokio::spawn(report_ready(state.clone(), listen, ops));
     let acceptor = certs
         .as_ref()
         .map(|certs| tokio_rustls::TlsAcceptor::from(Arc::new(certs.server_config())));
@@ -115,4 +113,14 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Logs `ready` once keys (remote JWKS included) and the store are loaded; until then the
+/// gateway answers 503 on the listener it already serves.
+async fn report_ready(state: Arc<state::AppState>, listen: String, ops: Option<String>) {
+    while !state.is_ready() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let keys = state.verifier.keys().current().len();
+    tracing::info!(listen, ops, keys, "ready");
 }

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub logouts: Family<ActionLabels, Counter>,
     pub store_up: Gauge,
     pub cutoffs_loaded: Gauge,
+    pub jwks_refreshes: Family<ResultLabels, Counter>,
+    pub verify_cache: Family<ResultLabels, Counter>,
 }
 
 /// `outcome`: forwarded, rejected, admin, error.
@@ -35,6 +37,12 @@ pub struct ReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
+}
+
+/// `result`: ok / error (JWKS refreshes), hit / miss (verify cache).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
 }
 
 /// `action`: logout_all, user_logout, logout_others.
@@ -75,8 +83,14 @@ impl Metrics {
             "Cutoffs loaded from the store at start",
             cutoffs_loaded.clone(),
         );
+        let jwks_refreshes = Family::<ResultLabels, Counter>::default();
+        registry.register("jwks_refreshes", "Remote JWKS fetches by result", jwks_refreshes.clone());
+        let verify_cache = Family::<ResultLabels, Counter>::default();
+        registry.register("verify_cache", "Verified-token cache lookups by result", verify_cache.clone());
         Self {
             registry,
+            jwks_refreshes,
+            verify_cache,
             requests,
             rejections,
             request_duration,

@@ -173,6 +173,8 @@ mod tests {
             session_id: session_id.into(),
             session_time,
             expires_at: session_time + 3600.0,
+            issued_at: session_time,
+            not_before: None,
             roles: Vec::new(),
         }
     }

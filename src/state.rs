@@ -1,5 +1,6 @@
 //! `AppState`: every shared handle, built once at start.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio_util::sync::CancellationToken;
@@ -7,7 +8,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::forward::Upstream;
-use crate::keys::KeySet;
+use crate::keys::KeyRing;
 use crate::metrics::Metrics;
 use crate::sessions::Sessions;
 use crate::store::Store;
@@ -26,30 +27,36 @@ pub struct AppState {
     /// WebSocket tunnels, which outlive the HTTP connection that opened them.
     pub tunnels: TaskTracker,
     /// Set once the store's cutoffs are in `sessions`; until then requests get 503.
-    ready: AtomicBool,
+    store_loaded: AtomicBool,
 }
 
 // === impl AppState ===
 
 impl AppState {
     /// State that is not ready until `mark_ready`.
-    pub fn new(config: Config, keys: KeySet, store: Store, upstream: Upstream) -> Self {
+    pub fn new(config: Config, keys: Arc<KeyRing>, store: Store, upstream: Upstream) -> Self {
+        let metrics = Metrics::new();
         Self {
-            verifier: Verifier::new(config.jwt.clone(), config.sessions, keys),
+            verifier: Verifier::new(config.jwt.clone(), config.sessions, keys, metrics.verify_cache.clone()),
             upstream,
             shutdown: CancellationToken::new(),
             tunnels: TaskTracker::new(),
             sessions: Sessions::default(),
-            metrics: Metrics::new(),
+            metrics,
             store,
             config,
-            ready: AtomicBool::new(false),
+            store_loaded: AtomicBool::new(false),
         }
     }
 
     /// Whether cutoffs and keys are loaded (fail closed until then).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.store_is_loaded() && self.verifier.keys().is_ready()
+    }
+
+    /// Whether every stored cutoff is in memory.
+    pub fn store_is_loaded(&self) -> bool {
+        self.store_loaded.load(Ordering::Acquire)
     }
 
     /// Loads every stored cutoff into memory, then opens the gate.
@@ -61,8 +68,7 @@ impl AppState {
         }
         self.metrics.cutoffs_loaded.set(count as i64);
         self.metrics.store_up.set(1);
-        self.ready
-            .store(!self.verifier.keys().is_empty(), Ordering::Release);
+        self.store_loaded.store(true, Ordering::Release);
         Ok(count)
     }
 }

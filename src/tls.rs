@@ -4,11 +4,13 @@
 //! reloads it when either file changes (polled) or on SIGHUP; a bad new file keeps the
 //! old certificate and says why in the log.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -139,16 +141,50 @@ fn load_certified_key(config: &TlsConfig) -> Result<CertifiedKey, TlsError> {
     Ok(certified)
 }
 
-/// Reads a PEM bundle of CA certificates (for `upstream.ca_file`).
-pub fn load_roots(path: &PathBuf) -> Result<rustls::RootCertStore, String> {
+/// Why an outgoing TLS client cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RootsError {
+    #[error("{path}: {problem}")]
+    CaFile { path: String, problem: String },
+    #[error("no system root certificates found; set a ca_file")]
+    NoSystemRoots,
+}
+
+/// The CAs an outgoing https connection trusts: `ca_file` when set, else the system's.
+pub fn client_roots(ca_file: Option<&Path>, https: bool) -> Result<rustls::RootCertStore, RootsError> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| e.to_string())? {
-        roots
-            .add(cert.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
+    if let Some(path) = ca_file {
+        let ca_error = |problem: String| RootsError::CaFile { path: path.display().to_string(), problem };
+        for cert in CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.to_string()))? {
+            roots.add(cert.map_err(|e| ca_error(e.to_string()))?).map_err(|e| ca_error(e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(ca_error("no CERTIFICATE block".into()));
+        }
+        return Ok(roots);
     }
-    if roots.is_empty() {
-        return Err("no CERTIFICATE block".into());
+    let (added, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if added == 0 && https {
+        return Err(RootsError::NoSystemRoots);
     }
     Ok(roots)
+}
+
+/// A connector for `http://` and `https://` URLs (h2 or http/1.1 by ALPN).
+pub fn https_connector(roots: rustls::RootCertStore, connect_timeout: Duration) -> HttpsConnector<HttpConnector> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http)
 }

@@ -6,7 +6,12 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use std::time::Duration;
+
+use moka::Expiry;
+use moka::sync::Cache;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderMap;
@@ -14,7 +19,8 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use crate::config::{JwtConfig, SessionsConfig, TimeClaim};
-use crate::keys::KeySet;
+use crate::keys::{KeyRing, KeySet};
+use crate::metrics::ResultLabels;
 
 /// Why a token was refused; `as_str()` is the `reason` of SPEC section 3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -71,6 +77,8 @@ pub struct Claims {
     /// `T` of SPEC section 1: the session-time claim plus `sessions.iat_backdate_secs`.
     pub session_time: f64,
     pub expires_at: f64,
+    pub issued_at: f64,
+    pub not_before: Option<f64>,
     pub roles: Vec<String>,
 }
 
@@ -78,7 +86,23 @@ pub struct Claims {
 pub struct Verifier {
     jwt: JwtConfig,
     sessions: SessionsConfig,
-    keys: ArcSwap<KeySet>,
+    keys: Arc<KeyRing>,
+    /// Verified tokens by SHA-256, so signature and claim parsing run once per token.
+    cache: Option<Cache<[u8; 32], Verified>>,
+    cache_results: Family<ResultLabels, Counter>,
+}
+
+/// A cache entry: the claims, and the key set generation that verified them (a token
+/// verified by a key that has since been removed must not stay accepted).
+#[derive(Clone)]
+struct Verified {
+    claims: Arc<Claims>,
+    generation: u64,
+}
+
+/// Cache entries leave at `exp + leeway`: after that the token can never pass again.
+struct UntilExpiry {
+    leeway: f64,
 }
 
 /// The parts of a compact JWS, each checked to be base64url.
@@ -150,13 +174,19 @@ pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// `jti:<jti>` when the token has one, else `sha256:<hex>` over the compact token.
 pub fn session_id(token: &str, jti: Option<&str>) -> String {
+    session_id_from_digest(&sha256(token), jti)
+}
+
+fn session_id_from_digest(digest: &[u8; 32], jti: Option<&str>) -> String {
     match jti {
         Some(jti) => format!("jti:{jti}"),
-        None => {
-            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-            format!("sha256:{}", hex::encode(digest.as_ref()))
-        }
+        None => format!("sha256:{}", hex::encode(digest)),
     }
+}
+
+fn sha256(token: &str) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    digest.as_ref().try_into().expect("SHA-256 digests are 32 bytes")
 }
 
 /// A session id as logs may show it: at most 16 hex digits of a hash.
@@ -167,30 +197,65 @@ pub fn session_id_prefix(session_id: &str) -> &str {
     }
 }
 
+// === impl UntilExpiry ===
+
+impl Expiry<[u8; 32], Verified> for UntilExpiry {
+    fn expire_after_create(&self, _key: &[u8; 32], value: &Verified, _created_at: std::time::Instant) -> Option<Duration> {
+        let remaining = value.claims.expires_at + self.leeway - crate::clock::now();
+        Some(Duration::from_secs_f64(remaining.clamp(0.0, 1e9)))
+    }
+}
+
 // === impl Verifier ===
 
 impl Verifier {
-    /// A verifier over `keys`, which can be replaced later without blocking requests.
-    pub fn new(jwt: JwtConfig, sessions: SessionsConfig, keys: KeySet) -> Self {
-        Self {
-            jwt,
-            sessions,
-            keys: ArcSwap::from_pointee(keys),
-        }
+    /// A verifier over the key ring, with a verified-token cache of
+    /// `jwt.verify_cache_entries` entries (counted in `cache_results`).
+    pub fn new(jwt: JwtConfig, sessions: SessionsConfig, keys: Arc<KeyRing>, cache_results: Family<ResultLabels, Counter>) -> Self {
+        let cache = (jwt.verify_cache_entries > 0).then(|| {
+            Cache::builder()
+                .max_capacity(jwt.verify_cache_entries)
+                .expire_after(UntilExpiry { leeway: jwt.leeway_secs })
+                .build()
+        });
+        Self { jwt, sessions, keys, cache, cache_results }
     }
 
-    /// The current key set.
-    pub fn keys(&self) -> Arc<KeySet> {
-        self.keys.load_full()
+    /// The key ring (for readiness, refreshes and refetches).
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.keys
     }
 
     /// Steps 1-4 of the acceptance rule at time `now`; the session step is `Sessions::check`.
-    pub fn verify(&self, token: &str, now: f64) -> Result<Claims, TokenError> {
+    ///
+    /// A token seen before skips signature and claim parsing, but the time rules (step 3)
+    /// run on every call, and the session step is the caller's, on every request.
+    pub fn verify(&self, token: &str, now: f64) -> Result<Arc<Claims>, TokenError> {
+        if token.len() > self.jwt.max_token_bytes {
+            return Err(TokenError::Malformed);
+        }
+        let digest: [u8; 32] = sha256(token);
+        let keys = self.keys.current();
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&digest)).filter(|v| v.generation == keys.generation()) {
+            self.cache_results.get_or_create(&ResultLabels { result: "hit" }).inc();
+            let claims = hit.claims;
+            self.check_time_rules(claims.expires_at, claims.not_before, claims.issued_at, now)?;
+            return Ok(claims);
+        }
+        let claims = Arc::new(self.verify_uncached(token, &digest, &keys, now)?);
+        if let Some(cache) = &self.cache {
+            self.cache_results.get_or_create(&ResultLabels { result: "miss" }).inc();
+            cache.insert(digest, Verified { claims: claims.clone(), generation: keys.generation() });
+        }
+        Ok(claims)
+    }
+
+    fn verify_uncached(&self, token: &str, digest: &[u8; 32], keys: &KeySet, now: f64) -> Result<Claims, TokenError> {
         let parts = self.split(token)?;
         let alg = self.algorithm(&parts.header)?;
-        self.check_signature(&parts, alg)?;
+        self.check_signature(&parts, alg, keys)?;
         let claims = &parts.payload;
-        let expires_at = self.check_times(claims, now)?;
+        let (expires_at, not_before, issued_at) = self.read_times(claims, now)?;
         self.check_issuer_and_audience(claims)?;
         let workspace = match self.jwt.workspace_claim.lookup(claims) {
             None => return Err(TokenError::MissingClaim),
@@ -206,9 +271,11 @@ impl Verifier {
         Ok(Claims {
             workspace,
             subject: subject.map(str::to_string),
-            session_id: session_id(token, jti),
+            session_id: session_id_from_digest(digest, jti),
             session_time: self.session_time(claims)?,
             expires_at,
+            issued_at,
+            not_before,
             roles: self.roles(claims),
         })
     }
@@ -246,13 +313,12 @@ impl Verifier {
         Ok(alg)
     }
 
-    fn check_signature(&self, parts: &Parts<'_>, alg: Algorithm) -> Result<(), TokenError> {
+    fn check_signature(&self, parts: &Parts<'_>, alg: Algorithm, keys: &KeySet) -> Result<(), TokenError> {
         let kid = match parts.header.get("kid") {
             None => None,
             Some(Value::String(kid)) => Some(kid.as_str()),
             Some(_) => return Err(TokenError::Malformed),
         };
-        let keys = self.keys.load();
         let mut candidates = keys.candidates(kid, alg);
         let by_kid = candidates.by_kid();
         let mut tried = false;
@@ -271,20 +337,38 @@ impl Verifier {
         })
     }
 
-    /// Step 3; returns `exp`.
-    fn check_times(&self, claims: &Map<String, Value>, now: f64) -> Result<f64, TokenError> {
-        let leeway = self.jwt.leeway_secs;
+    /// Step 3 while reading the claims: a missing `iat` only matters if `exp` passed.
+    fn read_times(&self, claims: &Map<String, Value>, now: f64) -> Result<(f64, Option<f64>, f64), TokenError> {
         let exp = required_number(claims, "exp")?;
-        if now >= exp + leeway {
-            return Err(TokenError::Expired);
+        self.check_expiry(exp, now)?;
+        let nbf = optional_number(claims, "nbf")?;
+        self.check_not_before(nbf, now)?;
+        let iat = required_number(claims, "iat")?;
+        self.check_issued_at(iat, now)?;
+        Ok((exp, nbf, iat))
+    }
+
+    /// Step 3 on known values: runs on every request, cached or not.
+    fn check_time_rules(&self, exp: f64, nbf: Option<f64>, iat: f64, now: f64) -> Result<(), TokenError> {
+        self.check_expiry(exp, now)?;
+        self.check_not_before(nbf, now)?;
+        self.check_issued_at(iat, now)
+    }
+
+    fn check_expiry(&self, exp: f64, now: f64) -> Result<(), TokenError> {
+        if now < exp + self.jwt.leeway_secs { Ok(()) } else { Err(TokenError::Expired) }
+    }
+
+    fn check_not_before(&self, nbf: Option<f64>, now: f64) -> Result<(), TokenError> {
+        match nbf {
+            Some(nbf) if nbf > now + self.jwt.leeway_secs => Err(TokenError::NotYetValid),
+            _ => Ok(()),
         }
-        if optional_number(claims, "nbf")?.is_some_and(|nbf| nbf > now + leeway) {
-            return Err(TokenError::NotYetValid);
-        }
-        if required_number(claims, "iat")? > now + leeway {
-            return Err(TokenError::IssuedInFuture);
-        }
-        Ok(exp)
+    }
+
+    /// The cutoff logic trusts `iat`, so a token from the future is refused.
+    fn check_issued_at(&self, iat: f64, now: f64) -> Result<(), TokenError> {
+        if iat <= now + self.jwt.leeway_secs { Ok(()) } else { Err(TokenError::IssuedInFuture) }
     }
 
     fn check_issuer_and_audience(&self, claims: &Map<String, Value>) -> Result<(), TokenError> {

@@ -90,6 +90,7 @@ pub struct RawJwt {
     pub roles_claim: String,
     pub admin_roles: Vec<String>,
     pub keys: Vec<RawKey>,
+    pub verify_cache_entries: u64,
 }
 
 /// One `[[jwt.keys]]` entry.
@@ -206,6 +207,7 @@ impl Default for RawJwt {
             roles_claim: "roles".into(),
             admin_roles: vec!["admin".into()],
             keys: Vec::new(),
+            verify_cache_entries: 100_000,
         }
     }
 }

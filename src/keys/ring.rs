@@ -1,0 +1,160 @@
+//! The `KeyRing`: fixed keys from files plus remote JWKS, published as one `KeySet`.
+//!
+//! Refreshes run in background tasks. A token with an unknown key may ask for one extra
+//! refetch; those are single-flight and at most one per `UNKNOWN_KEY_REFETCH` for the
+//! whole gateway, so a flood of made-up `kid`s cannot hammer the identity provider.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, Guard};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::jwks::RemoteJwks;
+use super::{KeyError, KeySet, VerifyKey};
+use crate::config::{KeyConfig, KeySource};
+use crate::metrics::ResultLabels;
+
+/// At most one refetch for unknown keys per this interval.
+const UNKNOWN_KEY_REFETCH: Duration = Duration::from_secs(30);
+/// Retry delays before the first good answer (the gateway is not ready until then).
+const FIRST_FETCH_RETRY: [u64; 6] = [1, 1, 2, 4, 8, 15];
+/// After a failed scheduled refresh, try again after at most this long.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+
+/// Every verification key, fixed and remote.
+pub struct KeyRing {
+    fixed: Vec<VerifyKey>,
+    remotes: Vec<RemoteJwks>,
+    current: ArcSwap<KeySet>,
+    generation: AtomicU64,
+    /// When the last unknown-key refetch started; the lock makes it single-flight.
+    unknown_key_refetch: tokio::sync::Mutex<Option<Instant>>,
+    /// Completed unknown-key refetches, so waiters can tell one happened meanwhile.
+    refetches: AtomicU64,
+}
+
+// === impl KeyRing ===
+
+impl KeyRing {
+    /// Loads the fixed keys now; remote JWKS start empty until `spawn_refreshers`.
+    pub fn load(entries: &[KeyConfig]) -> Result<Self, KeyError> {
+        let fixed = KeySet::load(entries)?.keys;
+        let remotes = entries
+            .iter()
+            .filter_map(|entry| match &entry.source {
+                KeySource::JwksUrl(remote) => Some(RemoteJwks::new(&entry.key_name, remote)),
+                _ => None,
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let current = ArcSwap::from_pointee(KeySet::new(fixed.clone(), 0));
+        Ok(Self {
+            fixed,
+            remotes,
+            current,
+            generation: AtomicU64::new(0),
+            unknown_key_refetch: tokio::sync::Mutex::new(None),
+            refetches: AtomicU64::new(0),
+        })
+    }
+
+    /// The keys in force now (lock-free).
+    pub fn current(&self) -> Guard<Arc<KeySet>> {
+        self.current.load()
+    }
+
+    /// Whether every remote JWKS has answered at least once and some key is loaded.
+    pub fn is_ready(&self) -> bool {
+        self.remotes.iter().all(|remote| remote.keys().is_some()) && !self.current().is_empty()
+    }
+
+    /// How many `jwks_url` entries there are.
+    pub fn remote_count(&self) -> usize {
+        self.remotes.len()
+    }
+
+    /// Starts one refresh task per remote JWKS; they stop at `shutdown`.
+    pub fn spawn_refreshers(self: &Arc<Self>, results: Family<ResultLabels, Counter>, shutdown: CancellationToken) {
+        for index in 0..self.remotes.len() {
+            let (ring, results, shutdown) = (self.clone(), results.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = ring.refresh_forever(index, &results) => {}
+                    () = shutdown.cancelled() => {}
+                }
+            });
+        }
+    }
+
+    async fn refresh_forever(&self, index: usize, results: &Family<ResultLabels, Counter>) {
+        let remote = &self.remotes[index];
+        let mut failures = 0usize;
+        loop {
+            let wait = match remote.refresh().await {
+                Ok(fetched) => {
+                    failures = 0;
+                    results.get_or_create(&ResultLabels { result: "ok" }).inc();
+                    self.publish();
+                    tracing::debug!(key = remote.name, keys = fetched.keys.len(), "JWKS refreshed");
+                    remote.refresh_after(fetched.max_age)
+                }
+                Err(error) => {
+                    failures += 1;
+                    results.get_or_create(&ResultLabels { result: "error" }).inc();
+                    tracing::warn!(key = remote.name, %error, "JWKS refresh failed; keeping the last good keys");
+                    match remote.keys() {
+                        Some(_) => remote.refresh_interval().min(RETRY_AFTER_FAILURE),
+                        None => Duration::from_secs(FIRST_FETCH_RETRY[failures.min(FIRST_FETCH_RETRY.len()) - 1]),
+                    }
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// For a token whose key is unknown: refetch every remote JWKS, unless that was done
+    /// less than `UNKNOWN_KEY_REFETCH` ago. Concurrent callers share one refetch. Returns
+    /// whether the keys may have changed since the caller looked (worth verifying again).
+    pub async fn refetch_for_unknown_key(&self) -> bool {
+        if self.remotes.is_empty() {
+            return false;
+        }
+        let seen = self.refetches.load(Ordering::Acquire);
+        let mut last = self.unknown_key_refetch.lock().await;
+        if self.refetches.load(Ordering::Acquire) != seen {
+            return true;
+        }
+        if last.is_some_and(|at| at.elapsed() < UNKNOWN_KEY_REFETCH) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        for remote in &self.remotes {
+            if let Err(error) = remote.refresh().await {
+                tracing::warn!(key = remote.name, %error, "JWKS refetch for an unknown key failed");
+            }
+        }
+        self.publish();
+        self.refetches.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    /// Rebuilds the combined set from the fixed keys and each remote's last good keys.
+    fn publish(&self) {
+        let mut keys = self.fixed.clone();
+        for remote in &self.remotes {
+            keys.extend(remote.keys().iter().flat_map(|remote_keys| remote_keys.iter().cloned()));
+        }
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.current.store(Arc::new(KeySet::new(keys, generation)));
+    }
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing").field("keys", &self.current().len()).field("remotes", &self.remotes.len()).finish()
+    }
+}
