@@ -285,12 +285,19 @@ impl GatewayBuilder {
     /// Starts the binary and waits for its `ready` log line.
     pub async fn start(self) -> Gateway {
         let config_path = self.write_config();
-        Gateway::spawn(self.dir, config_path).await
+        Gateway::spawn(self.dir, config_path, "ready").await
+    }
+
+    /// Starts the binary and returns once it listens, before it is ready (remote keys
+    /// still loading): requests then get 503.
+    pub async fn start_unready(self) -> Gateway {
+        let config_path = self.write_config();
+        Gateway::spawn(self.dir, config_path, "listening").await
     }
 }
 
 impl Gateway {
-    async fn spawn(dir: Arc<tempfile::TempDir>, config_path: PathBuf) -> Gateway {
+    async fn spawn(dir: Arc<tempfile::TempDir>, config_path: PathBuf, wait_for: &'static str) -> Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sessiongate"))
             .args(["serve", "--config"])
             .arg(&config_path)
@@ -307,7 +314,7 @@ impl Gateway {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Ok(event) = serde_json::from_str::<Value>(&line)
-                    && event["message"] == "ready"
+                    && event["message"] == wait_for
                 {
                     let _ = ready_tx.send(event);
                 }
@@ -405,7 +412,7 @@ impl Gateway {
     /// SIGKILLs this process and starts a new one on the same config and store file.
     pub async fn crash_and_restart(mut self) -> Gateway {
         self.kill9();
-        Gateway::spawn(self.dir.clone(), self.config_path.clone()).await
+        Gateway::spawn(self.dir.clone(), self.config_path.clone(), "ready").await
     }
 
     /// Sends SIGTERM and waits for the exit status.
