@@ -202,7 +202,10 @@ impl Gateway {
         // A logout may have landed while the upstream was answering: nothing has been sent
         // to the client yet, so it gets the plain refusal instead of a cut-off stream.
         if let Some(caller) = &caller {
-            self.state.sessions.check(&caller.claims, clock::now()).map_err(GatewayError::unauthorized)?;
+            self.state
+                .sessions
+                .check(&caller.claims, clock::now())
+                .map_err(GatewayError::unauthorized)?;
         }
         let end =
             caller.map(|caller| guard::session_ended(self.state.clone(), caller.claims));

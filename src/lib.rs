@@ -72,6 +72,8 @@ pub enum RunError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Upstream(#[from] forward::UpstreamSetupError),
+    #[error("cannot handle SIGHUP: {0}")]
+    Signal(#[source] std::io::Error),
 }
 
 /// Runs the gateway until `shutdown` resolves: loads keys and the store, serves ops, marks
@@ -96,17 +98,20 @@ pub async fn run(
     let ops_task = listeners
         .ops
         .map(|listener| tokio::spawn(ops::serve(listener, state.clone())));
+    let acceptor = certs
+        .as_ref()
+        .map(|certs| tokio_rustls::TlsAcceptor::from(Arc::new(certs.server_config())));
+    if let Some(certs) = certs {
+        // Registered before `ready` is reported: SIGHUP must reload, never kill.
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(RunError::Signal)?;
+        tokio::spawn(certs.watch(hangup, state.shutdown.clone()));
+    }
     let cutoffs = state.load().await?;
     let listen = listeners.main.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let ops = ops_addr.map(|a| a.to_string());
     tracing::info!(listen, ops, cutoffs, "listening");
     tokio::spawn(report_ready(state.clone(), listen, ops));
-    let acceptor = certs
-        .as_ref()
-        .map(|certs| tokio_rustls::TlsAcceptor::from(Arc::new(certs.server_config())));
-    if let Some(certs) = certs {
-        tokio::spawn(certs.watch(state.shutdown.clone()));
-    }
     server::serve(listeners.main, state, acceptor, shutdown).await;
     if let Some(task) = ops_task {
         task.abort();
