@@ -70,7 +70,9 @@ pub async fn handle(
     if !state.is_ready() {
         return Err(GatewayError::NotReady);
     }
-    let caller = authenticate(state, req.headers()).await.map_err(GatewayError::unauthorized)?;
+    let caller = authenticate(state, req.headers())
+        .await
+        .map_err(GatewayError::unauthorized)?;
     let client_ip = crate::client_ip::client_ip(
         conn.peer,
         req.headers(),

@@ -461,7 +461,10 @@ fn key_config(index: usize, raw: RawKey, allowed: &[Algorithm]) -> Result<KeyCon
         ));
     }
     if raw.jwks_url.is_none() && (raw.refresh_secs.is_some() || raw.ca_file.is_some()) {
-        return Err(invalid(&key_name, "refresh_secs and ca_file only apply to jwks_url"));
+        return Err(invalid(
+            &key_name,
+            "refresh_secs and ca_file only apply to jwks_url",
+        ));
     }
     let algorithm = match &raw.algorithm {
         Some(name) => {
@@ -480,20 +483,41 @@ fn key_config(index: usize, raw: RawKey, allowed: &[Algorithm]) -> Result<KeyCon
     let kid = raw.kid;
     let jwks = |source| -> Result<KeySource, ConfigError> {
         match single {
-            true => Err(invalid(&key_name, "kid and algorithm come from the JWKS itself; set them only on single keys")),
+            true => Err(invalid(
+                &key_name,
+                "kid and algorithm come from the JWKS itself; set them only on single keys",
+            )),
             false => Ok(source),
         }
     };
-    let source = match (raw.hmac_secret_env, raw.hmac_secret_file, raw.public_key_file, raw.jwks_file, raw.jwks_url) {
+    let source = match (
+        raw.hmac_secret_env,
+        raw.hmac_secret_file,
+        raw.public_key_file,
+        raw.jwks_file,
+        raw.jwks_url,
+    ) {
         (Some(var), ..) => KeySource::HmacEnv(var),
         (_, Some(path), ..) => KeySource::HmacFile(path.into()),
         (_, _, Some(path), ..) => KeySource::PublicKeyFile(path.into()),
-        (_, _, _, Some(path), _) => jwks(KeySource::JwksFile { path: path.into(), allow_hmac: raw.allow_hmac })?,
-        (.., Some(url)) => jwks(KeySource::JwksUrl(jwks_url(&at, url, raw.refresh_secs, raw.ca_file, raw.allow_hmac)?))?,
+        (_, _, _, Some(path), _) => jwks(KeySource::JwksFile {
+            path: path.into(),
+            allow_hmac: raw.allow_hmac,
+        })?,
+        (.., Some(url)) => jwks(KeySource::JwksUrl(jwks_url(
+            &at,
+            url,
+            raw.refresh_secs,
+            raw.ca_file,
+            raw.allow_hmac,
+        )?))?,
         (None, None, None, None, None) => unreachable!("exactly one key source was checked above"),
     };
     if raw.allow_hmac && !matches!(source, KeySource::JwksFile { .. } | KeySource::JwksUrl(_)) {
-        return Err(invalid(&at("allow_hmac"), "only applies to jwks_file and jwks_url"));
+        return Err(invalid(
+            &at("allow_hmac"),
+            "only applies to jwks_file and jwks_url",
+        ));
     }
     Ok(KeyConfig {
         key_name,
@@ -514,7 +538,12 @@ fn jwks_url(
     let https = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
-        _ => return Err(invalid(&at("jwks_url"), "must be an http:// or https:// URL")),
+        _ => {
+            return Err(invalid(
+                &at("jwks_url"),
+                "must be an http:// or https:// URL",
+            ));
+        }
     };
     if uri.authority().is_none() {
         return Err(invalid(&at("jwks_url"), "must name a host"));
@@ -526,7 +555,12 @@ fn jwks_url(
     if refresh.is_zero() {
         return Err(invalid(&at("refresh_secs"), "must be at least 1"));
     }
-    Ok(RemoteJwksConfig { url: uri, refresh, ca_file: ca_file.map(PathBuf::from), allow_hmac })
+    Ok(RemoteJwksConfig {
+        url: uri,
+        refresh,
+        ca_file: ca_file.map(PathBuf::from),
+        allow_hmac,
+    })
 }
 
 fn sessions(raw: RawSessions) -> Result<SessionsConfig, ConfigError> {

@@ -66,6 +66,8 @@ pub enum Forbidden {
 pub enum UpstreamError {
     #[error("unreachable: {0}")]
     Unreachable(#[source] hyper_util::client::legacy::Error),
+    #[error("no connection within upstream.connect_timeout_ms")]
+    ConnectTimeout(#[source] hyper_util::client::legacy::Error),
     #[error("no response headers within upstream.response_timeout_secs")]
     Timeout,
 }
@@ -95,7 +97,9 @@ impl GatewayError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotReady | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(UpstreamError::Unreachable(_)) => StatusCode::BAD_GATEWAY,
-            Self::Upstream(UpstreamError::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Upstream(UpstreamError::ConnectTimeout(_) | UpstreamError::Timeout) => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
         }
     }
 
@@ -136,7 +140,9 @@ impl GatewayError {
             Self::Upstream(UpstreamError::Unreachable(_)) => {
                 error_json(status, "bad_gateway", None)
             }
-            Self::Upstream(UpstreamError::Timeout) => error_json(status, "gateway_timeout", None),
+            Self::Upstream(UpstreamError::ConnectTimeout(_) | UpstreamError::Timeout) => {
+                error_json(status, "gateway_timeout", None)
+            }
         }
     }
 }
@@ -169,6 +175,35 @@ fn unauthorized(reason: TokenError) -> Response<Body> {
         HeaderValue::from_str(&challenge).expect("challenge is built from ASCII constants");
     response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
     response
+}
+
+// === impl UpstreamError ===
+
+impl UpstreamError {
+    /// Classifies a client error: a connect that timed out is a timeout (504, SPEC
+    /// section 4), everything else means the upstream is unreachable (502).
+    pub fn from_client(error: hyper_util::client::legacy::Error) -> Self {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+        while let Some(cause) = source {
+            if cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            {
+                return Self::ConnectTimeout(error);
+            }
+            source = cause.source();
+        }
+        Self::Unreachable(error)
+    }
+
+    /// A short label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unreachable(_) => "unreachable",
+            Self::ConnectTimeout(_) => "connect_timeout",
+            Self::Timeout => "timeout",
+        }
+    }
 }
 
 // === impl LoginRedirect ===

@@ -5,11 +5,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::Authority;
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::UpstreamConfig;
@@ -35,9 +34,13 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::PROXY_AUTHORIZATION,
 ];
 
+mod to_origin;
+
+use to_origin::ToOrigin;
+
 /// The product behind the gateway.
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    client: Client<ToOrigin, Incoming>,
     config: UpstreamConfig,
 }
 
@@ -66,7 +69,10 @@ impl Upstream {
     pub fn new(config: UpstreamConfig) -> Result<Self, UpstreamSetupError> {
         let https = config.origin.scheme_str() == Some("https");
         let roots = crate::tls::client_roots(config.ca_file.as_deref(), https)?;
-        let connector = crate::tls::https_connector(roots, config.connect_timeout);
+        let connector = ToOrigin::new(
+            crate::tls::https_connector(roots, config.connect_timeout),
+            config.origin.clone(),
+        );
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
@@ -84,7 +90,7 @@ impl Upstream {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         });
-        *req.uri_mut() = self.target(req.uri());
+        *req.uri_mut() = self.target(req.uri(), host.as_ref());
         // The client may speak h2 while the upstream speaks HTTP/1.1; the pool picks.
         *req.version_mut() = http::Version::HTTP_11;
         let headers = req.headers_mut();
@@ -111,17 +117,22 @@ impl Upstream {
             tokio::time::timeout(self.config.response_timeout, self.client.request(req))
                 .await
                 .map_err(|_| UpstreamError::Timeout)?
-                .map_err(UpstreamError::Unreachable)?;
+                .map_err(UpstreamError::from_client)?;
         if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
             remove_hop_by_hop(response.headers_mut());
         }
         Ok(response)
     }
 
-    fn target(&self, original: &Uri) -> Uri {
+    /// The upstream URI: upstream scheme, the client's host as authority (the connector
+    /// dials the upstream anyway), base path + the request's path and query.
+    fn target(&self, original: &Uri, host: Option<&HeaderValue>) -> Uri {
         let path_and_query = original.path_and_query().map_or("/", |pq| pq.as_str());
-        let mut parts = self.config.origin.clone().into_parts();
         let joined = format!("{}{}", self.config.base_path, path_and_query);
+        let mut parts = self.config.origin.clone().into_parts();
+        if let Some(authority) = host.and_then(|h| Authority::try_from(h.as_bytes()).ok()) {
+            parts.authority = Some(authority);
+        }
         // Both halves are valid path-and-query text, and so is their concatenation.
         parts.path_and_query = Some(
             joined

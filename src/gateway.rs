@@ -145,13 +145,11 @@ impl Gateway {
                 "rejected"
             }
             GatewayError::Upstream(upstream) => {
-                let kind = match upstream {
-                    crate::error::UpstreamError::Unreachable(_) => "unreachable",
-                    crate::error::UpstreamError::Timeout => "timeout",
-                };
                 metrics
                     .upstream_errors
-                    .get_or_create(&KindLabels { kind })
+                    .get_or_create(&KindLabels {
+                        kind: upstream.kind(),
+                    })
                     .inc();
                 "error"
             }
@@ -176,7 +174,11 @@ impl Gateway {
         }
         let caller = match config.auth.public_paths.matches(path) {
             true => None,
-            false => Some(authenticate(&self.state, req.headers()).await.map_err(|reason| self.reject(&req, reason))?),
+            false => Some(
+                authenticate(&self.state, req.headers())
+                    .await
+                    .map_err(|reason| self.reject(&req, reason))?,
+            ),
         };
         if let Some(caller) = &caller {
             record.workspace = Some(caller.claims.workspace.clone());
@@ -207,8 +209,7 @@ impl Gateway {
                 .check(&caller.claims, clock::now())
                 .map_err(GatewayError::unauthorized)?;
         }
-        let end =
-            caller.map(|caller| guard::session_ended(self.state.clone(), caller.claims));
+        let end = caller.map(|caller| guard::session_ended(self.state.clone(), caller.claims));
         match client_upgrade {
             Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => Ok(
                 tunnel::splice(&self.state, client, response, end, self.slot.clone()),
@@ -269,8 +270,12 @@ impl hyper::service::Service<Request<Incoming>> for Gateway {
 ///
 /// A token whose key is unknown may wait for one (shared, rate-limited) refetch of the
 /// remote JWKS: an identity provider that just rotated its keys is believed at once.
-pub async fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Result<Caller, TokenError> {
-    let presented = token::extract(headers, state.config.auth.cookie.as_deref()).ok_or(TokenError::Missing)?;
+pub async fn authenticate(
+    state: &AppState,
+    headers: &http::HeaderMap,
+) -> Result<Caller, TokenError> {
+    let presented =
+        token::extract(headers, state.config.auth.cookie.as_deref()).ok_or(TokenError::Missing)?;
     let verifier = &state.verifier;
     let claims = match verifier.verify(presented.token, clock::now()) {
         Err(TokenError::UnknownKey) if verifier.keys().refetch_for_unknown_key().await => {
@@ -279,5 +284,8 @@ pub async fn authenticate(state: &AppState, headers: &http::HeaderMap) -> Result
         verified => verified,
     }?;
     state.sessions.check(&claims, clock::now())?;
-    Ok(Caller { claims, source: presented.source })
+    Ok(Caller {
+        claims,
+        source: presented.source,
+    })
 }

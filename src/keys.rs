@@ -96,7 +96,10 @@ impl KeySet {
         for entry in entries {
             keys.extend(load_entry(entry)?);
         }
-        Ok(Self { keys, generation: 0 })
+        Ok(Self {
+            keys,
+            generation: 0,
+        })
     }
 
     /// A snapshot of `keys`, numbered `generation`.
@@ -219,7 +222,9 @@ pub fn hmac_secret(entry: &KeyConfig) -> Result<Option<Secret>, KeyError> {
             }
             bytes
         }
-        KeySource::PublicKeyFile(_) | KeySource::JwksFile { .. } | KeySource::JwksUrl(_) => return Ok(None),
+        KeySource::PublicKeyFile(_) | KeySource::JwksFile { .. } | KeySource::JwksUrl(_) => {
+            return Ok(None);
+        }
     };
     if bytes.is_empty() {
         return Err(KeyError::EmptySecret { key: key() });

@@ -93,7 +93,10 @@ pub async fn run(
     let upstream = forward::Upstream::new(config.upstream.clone())?;
     let store = store::Store::open(&config.store).await?;
     let state = Arc::new(state::AppState::new(config, keys, store, upstream));
-    state.verifier.keys().spawn_refreshers(state.metrics.jwks_refreshes.clone(), state.shutdown.clone());
+    state
+        .verifier
+        .keys()
+        .spawn_refreshers(state.metrics.jwks_refreshes.clone(), state.shutdown.clone());
     let ops_addr = listeners.ops.as_ref().and_then(|l| l.local_addr().ok());
     let ops_task = listeners
         .ops
@@ -108,7 +111,11 @@ pub async fn run(
         tokio::spawn(certs.watch(hangup, state.shutdown.clone()));
     }
     let cutoffs = state.load().await?;
-    let listen = listeners.main.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let listen = listeners
+        .main
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let ops = ops_addr.map(|a| a.to_string());
     tracing::info!(listen, ops, cutoffs, "listening");
     tokio::spawn(report_ready(state.clone(), listen, ops));

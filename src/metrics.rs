@@ -84,9 +84,17 @@ impl Metrics {
             cutoffs_loaded.clone(),
         );
         let jwks_refreshes = Family::<ResultLabels, Counter>::default();
-        registry.register("jwks_refreshes", "Remote JWKS fetches by result", jwks_refreshes.clone());
+        registry.register(
+            "jwks_refreshes",
+            "Remote JWKS fetches by result",
+            jwks_refreshes.clone(),
+        );
         let verify_cache = Family::<ResultLabels, Counter>::default();
-        registry.register("verify_cache", "Verified-token cache lookups by result", verify_cache.clone());
+        registry.register(
+            "verify_cache",
+            "Verified-token cache lookups by result",
+            verify_cache.clone(),
+        );
         Self {
             registry,
             jwks_refreshes,

@@ -48,8 +48,16 @@ fn answer(state: &AppState, req: &Request<Incoming>) -> Response<Body> {
 
 fn readyz(state: &AppState) -> Response<Body> {
     let ready = state.is_ready();
-    let keys = if state.verifier.keys().is_ready() { "loaded" } else { "loading" };
-    let store = if state.store_is_loaded() { "loaded" } else { "loading" };
+    let keys = if state.verifier.keys().is_ready() {
+        "loaded"
+    } else {
+        "loading"
+    };
+    let store = if state.store_is_loaded() {
+        "loaded"
+    } else {
+        "loading"
+    };
     let status = if ready {
         StatusCode::OK
     } else {

@@ -37,7 +37,12 @@ impl AppState {
     pub fn new(config: Config, keys: Arc<KeyRing>, store: Store, upstream: Upstream) -> Self {
         let metrics = Metrics::new();
         Self {
-            verifier: Verifier::new(config.jwt.clone(), config.sessions, keys, metrics.verify_cache.clone()),
+            verifier: Verifier::new(
+                config.jwt.clone(),
+                config.sessions,
+                keys,
+                metrics.verify_cache.clone(),
+            ),
             upstream,
             shutdown: CancellationToken::new(),
             tunnels: TaskTracker::new(),

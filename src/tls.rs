@@ -152,19 +152,28 @@ pub enum RootsError {
 }
 
 /// The CAs an outgoing https connection trusts: `ca_file` when set, else the system's.
-pub fn client_roots(ca_file: Option<&Path>, https: bool) -> Result<rustls::RootCertStore, RootsError> {
+pub fn client_roots(
+    ca_file: Option<&Path>,
+    https: bool,
+) -> Result<rustls::RootCertStore, RootsError> {
     let mut roots = rustls::RootCertStore::empty();
     if let Some(path) = ca_file {
-        let ca_error = |problem: String| RootsError::CaFile { path: path.display().to_string(), problem };
+        let ca_error = |problem: String| RootsError::CaFile {
+            path: path.display().to_string(),
+            problem,
+        };
         for cert in CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.to_string()))? {
-            roots.add(cert.map_err(|e| ca_error(e.to_string()))?).map_err(|e| ca_error(e.to_string()))?;
+            roots
+                .add(cert.map_err(|e| ca_error(e.to_string()))?)
+                .map_err(|e| ca_error(e.to_string()))?;
         }
         if roots.is_empty() {
             return Err(ca_error("no CERTIFICATE block".into()));
         }
         return Ok(roots);
     }
-    let (added, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    let (added, _) =
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
     if added == 0 && https {
         return Err(RootsError::NoSystemRoots);
     }
@@ -172,7 +181,10 @@ pub fn client_roots(ca_file: Option<&Path>, https: bool) -> Result<rustls::RootC
 }
 
 /// A connector for `http://` and `https://` URLs (h2 or http/1.1 by ALPN).
-pub fn https_connector(roots: rustls::RootCertStore, connect_timeout: Duration) -> HttpsConnector<HttpConnector> {
+pub fn https_connector(
+    roots: rustls::RootCertStore,
+    connect_timeout: Duration,
+) -> HttpsConnector<HttpConnector> {
     let mut http = HttpConnector::new();
     http.set_connect_timeout(Some(connect_timeout));
     http.set_nodelay(true);

@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use moka::Expiry;
-use moka::sync::Cache;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderMap;
 use jsonwebtoken::Algorithm;
+use moka::Expiry;
+use moka::sync::Cache;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use serde_json::{Map, Value};
 
 use crate::config::{JwtConfig, SessionsConfig, TimeClaim};
@@ -186,7 +186,10 @@ fn session_id_from_digest(digest: &[u8; 32], jti: Option<&str>) -> String {
 
 fn sha256(token: &str) -> [u8; 32] {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    digest.as_ref().try_into().expect("SHA-256 digests are 32 bytes")
+    digest
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 digests are 32 bytes")
 }
 
 /// A session id as logs may show it: at most 16 hex digits of a hash.
@@ -200,7 +203,12 @@ pub fn session_id_prefix(session_id: &str) -> &str {
 // === impl UntilExpiry ===
 
 impl Expiry<[u8; 32], Verified> for UntilExpiry {
-    fn expire_after_create(&self, _key: &[u8; 32], value: &Verified, _created_at: std::time::Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _key: &[u8; 32],
+        value: &Verified,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
         let remaining = value.claims.expires_at + self.leeway - crate::clock::now();
         Some(Duration::from_secs_f64(remaining.clamp(0.0, 1e9)))
     }
@@ -211,14 +219,27 @@ impl Expiry<[u8; 32], Verified> for UntilExpiry {
 impl Verifier {
     /// A verifier over the key ring, with a verified-token cache of
     /// `jwt.verify_cache_entries` entries (counted in `cache_results`).
-    pub fn new(jwt: JwtConfig, sessions: SessionsConfig, keys: Arc<KeyRing>, cache_results: Family<ResultLabels, Counter>) -> Self {
+    pub fn new(
+        jwt: JwtConfig,
+        sessions: SessionsConfig,
+        keys: Arc<KeyRing>,
+        cache_results: Family<ResultLabels, Counter>,
+    ) -> Self {
         let cache = (jwt.verify_cache_entries > 0).then(|| {
             Cache::builder()
                 .max_capacity(jwt.verify_cache_entries)
-                .expire_after(UntilExpiry { leeway: jwt.leeway_secs })
+                .expire_after(UntilExpiry {
+                    leeway: jwt.leeway_secs,
+                })
                 .build()
         });
-        Self { jwt, sessions, keys, cache, cache_results }
+        Self {
+            jwt,
+            sessions,
+            keys,
+            cache,
+            cache_results,
+        }
     }
 
     /// The key ring (for readiness, refreshes and refetches).
@@ -236,21 +257,42 @@ impl Verifier {
         }
         let digest: [u8; 32] = sha256(token);
         let keys = self.keys.current();
-        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&digest)).filter(|v| v.generation == keys.generation()) {
-            self.cache_results.get_or_create(&ResultLabels { result: "hit" }).inc();
+        if let Some(hit) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&digest))
+            .filter(|v| v.generation == keys.generation())
+        {
+            self.cache_results
+                .get_or_create(&ResultLabels { result: "hit" })
+                .inc();
             let claims = hit.claims;
             self.check_time_rules(claims.expires_at, claims.not_before, claims.issued_at, now)?;
             return Ok(claims);
         }
         let claims = Arc::new(self.verify_uncached(token, &digest, &keys, now)?);
         if let Some(cache) = &self.cache {
-            self.cache_results.get_or_create(&ResultLabels { result: "miss" }).inc();
-            cache.insert(digest, Verified { claims: claims.clone(), generation: keys.generation() });
+            self.cache_results
+                .get_or_create(&ResultLabels { result: "miss" })
+                .inc();
+            cache.insert(
+                digest,
+                Verified {
+                    claims: claims.clone(),
+                    generation: keys.generation(),
+                },
+            );
         }
         Ok(claims)
     }
 
-    fn verify_uncached(&self, token: &str, digest: &[u8; 32], keys: &KeySet, now: f64) -> Result<Claims, TokenError> {
+    fn verify_uncached(
+        &self,
+        token: &str,
+        digest: &[u8; 32],
+        keys: &KeySet,
+        now: f64,
+    ) -> Result<Claims, TokenError> {
         let parts = self.split(token)?;
         let alg = self.algorithm(&parts.header)?;
         self.check_signature(&parts, alg, keys)?;
@@ -313,7 +355,12 @@ impl Verifier {
         Ok(alg)
     }
 
-    fn check_signature(&self, parts: &Parts<'_>, alg: Algorithm, keys: &KeySet) -> Result<(), TokenError> {
+    fn check_signature(
+        &self,
+        parts: &Parts<'_>,
+        alg: Algorithm,
+        keys: &KeySet,
+    ) -> Result<(), TokenError> {
         let kid = match parts.header.get("kid") {
             None => None,
             Some(Value::String(kid)) => Some(kid.as_str()),
@@ -338,7 +385,11 @@ impl Verifier {
     }
 
     /// Step 3 while reading the claims: a missing `iat` only matters if `exp` passed.
-    fn read_times(&self, claims: &Map<String, Value>, now: f64) -> Result<(f64, Option<f64>, f64), TokenError> {
+    fn read_times(
+        &self,
+        claims: &Map<String, Value>,
+        now: f64,
+    ) -> Result<(f64, Option<f64>, f64), TokenError> {
         let exp = required_number(claims, "exp")?;
         self.check_expiry(exp, now)?;
         let nbf = optional_number(claims, "nbf")?;
@@ -349,14 +400,24 @@ impl Verifier {
     }
 
     /// Step 3 on known values: runs on every request, cached or not.
-    fn check_time_rules(&self, exp: f64, nbf: Option<f64>, iat: f64, now: f64) -> Result<(), TokenError> {
+    fn check_time_rules(
+        &self,
+        exp: f64,
+        nbf: Option<f64>,
+        iat: f64,
+        now: f64,
+    ) -> Result<(), TokenError> {
         self.check_expiry(exp, now)?;
         self.check_not_before(nbf, now)?;
         self.check_issued_at(iat, now)
     }
 
     fn check_expiry(&self, exp: f64, now: f64) -> Result<(), TokenError> {
-        if now < exp + self.jwt.leeway_secs { Ok(()) } else { Err(TokenError::Expired) }
+        if now < exp + self.jwt.leeway_secs {
+            Ok(())
+        } else {
+            Err(TokenError::Expired)
+        }
     }
 
     fn check_not_before(&self, nbf: Option<f64>, now: f64) -> Result<(), TokenError> {
@@ -368,7 +429,11 @@ impl Verifier {
 
     /// The cutoff logic trusts `iat`, so a token from the future is refused.
     fn check_issued_at(&self, iat: f64, now: f64) -> Result<(), TokenError> {
-        if iat <= now + self.jwt.leeway_secs { Ok(()) } else { Err(TokenError::IssuedInFuture) }
+        if iat <= now + self.jwt.leeway_secs {
+            Ok(())
+        } else {
+            Err(TokenError::IssuedInFuture)
+        }
     }
 
     fn check_issuer_and_audience(&self, claims: &Map<String, Value>) -> Result<(), TokenError> {

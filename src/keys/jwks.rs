@@ -56,8 +56,13 @@ pub enum JwksError {
 impl RemoteJwks {
     pub(super) fn new(name: &str, config: &RemoteJwksConfig) -> Result<Self, KeyError> {
         let https = config.url.scheme_str() == Some("https");
-        let roots = crate::tls::client_roots(config.ca_file.as_deref(), https)
-            .map_err(|source| KeyError::Roots { key: name.to_string(), source })?;
+        let roots =
+            crate::tls::client_roots(config.ca_file.as_deref(), https).map_err(|source| {
+                KeyError::Roots {
+                    key: name.to_string(),
+                    source,
+                }
+            })?;
         let connector = crate::tls::https_connector(roots, FETCH_TIMEOUT);
         Ok(Self {
             name: name.to_string(),
@@ -74,7 +79,9 @@ impl RemoteJwks {
 
     /// How long to wait before the next scheduled refresh.
     pub(super) fn refresh_after(&self, max_age: Option<Duration>) -> Duration {
-        max_age.map_or(self.config.refresh, |age| age.min(self.config.refresh)).max(Duration::from_secs(1))
+        max_age
+            .map_or(self.config.refresh, |age| age.min(self.config.refresh))
+            .max(Duration::from_secs(1))
     }
 
     /// The configured refresh interval.
@@ -84,8 +91,11 @@ impl RemoteJwks {
 
     /// Fetches and parses the document; on success the keys replace the old ones.
     pub(super) async fn refresh(&self) -> Result<Fetched, JwksError> {
-        let fetched = tokio::time::timeout(FETCH_TIMEOUT, self.fetch()).await.map_err(|_| JwksError::Timeout)??;
-        self.keys.store(Some(std::sync::Arc::new(fetched.keys.clone())));
+        let fetched = tokio::time::timeout(FETCH_TIMEOUT, self.fetch())
+            .await
+            .map_err(|_| JwksError::Timeout)??;
+        self.keys
+            .store(Some(std::sync::Arc::new(fetched.keys.clone())));
         Ok(fetched)
     }
 
@@ -94,13 +104,25 @@ impl RemoteJwks {
             .header(ACCEPT, "application/json")
             .body(Empty::new())
             .expect("a GET to a validated URL is a valid request");
-        let response = self.client.request(request).await.map_err(JwksError::Request)?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(JwksError::Request)?;
         if !response.status().is_success() {
             return Err(JwksError::Status(response.status().as_u16()));
         }
-        let max_age = response.headers().get(CACHE_CONTROL).and_then(|v| v.to_str().ok()).and_then(max_age);
-        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES).collect().await.map_err(|_| JwksError::Body)?;
-        let keys = parse_jwks(&body.to_bytes(), self.config.allow_hmac).map_err(JwksError::Document)?;
+        let max_age = response
+            .headers()
+            .get(CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(max_age);
+        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
+            .collect()
+            .await
+            .map_err(|_| JwksError::Body)?;
+        let keys =
+            parse_jwks(&body.to_bytes(), self.config.allow_hmac).map_err(JwksError::Document)?;
         Ok(Fetched { keys, max_age })
     }
 }
@@ -121,7 +143,10 @@ mod tests {
 
     #[test]
     fn reads_max_age_among_other_directives() {
-        assert_eq!(max_age("public, max-age=60, must-revalidate"), Some(Duration::from_secs(60)));
+        assert_eq!(
+            max_age("public, max-age=60, must-revalidate"),
+            Some(Duration::from_secs(60))
+        );
         assert_eq!(max_age("Max-Age=\"5\""), Some(Duration::from_secs(5)));
         assert_eq!(max_age("no-cache"), None);
         assert_eq!(max_age("max-age=soon"), None);

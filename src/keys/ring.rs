@@ -78,7 +78,11 @@ impl KeyRing {
     }
 
     /// Starts one refresh task per remote JWKS; they stop at `shutdown`.
-    pub fn spawn_refreshers(self: &Arc<Self>, results: Family<ResultLabels, Counter>, shutdown: CancellationToken) {
+    pub fn spawn_refreshers(
+        self: &Arc<Self>,
+        results: Family<ResultLabels, Counter>,
+        shutdown: CancellationToken,
+    ) {
         for index in 0..self.remotes.len() {
             let (ring, results, shutdown) = (self.clone(), results.clone(), shutdown.clone());
             tokio::spawn(async move {
@@ -99,16 +103,24 @@ impl KeyRing {
                     failures = 0;
                     results.get_or_create(&ResultLabels { result: "ok" }).inc();
                     self.publish();
-                    tracing::debug!(key = remote.name, keys = fetched.keys.len(), "JWKS refreshed");
+                    tracing::debug!(
+                        key = remote.name,
+                        keys = fetched.keys.len(),
+                        "JWKS refreshed"
+                    );
                     remote.refresh_after(fetched.max_age)
                 }
                 Err(error) => {
                     failures += 1;
-                    results.get_or_create(&ResultLabels { result: "error" }).inc();
+                    results
+                        .get_or_create(&ResultLabels { result: "error" })
+                        .inc();
                     tracing::warn!(key = remote.name, %error, "JWKS refresh failed; keeping the last good keys");
                     match remote.keys() {
                         Some(_) => remote.refresh_interval().min(RETRY_AFTER_FAILURE),
-                        None => Duration::from_secs(FIRST_FETCH_RETRY[failures.min(FIRST_FETCH_RETRY.len()) - 1]),
+                        None => Duration::from_secs(
+                            FIRST_FETCH_RETRY[failures.min(FIRST_FETCH_RETRY.len()) - 1],
+                        ),
                     }
                 }
             };
@@ -146,7 +158,12 @@ impl KeyRing {
     fn publish(&self) {
         let mut keys = self.fixed.clone();
         for remote in &self.remotes {
-            keys.extend(remote.keys().iter().flat_map(|remote_keys| remote_keys.iter().cloned()));
+            keys.extend(
+                remote
+                    .keys()
+                    .iter()
+                    .flat_map(|remote_keys| remote_keys.iter().cloned()),
+            );
         }
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         self.current.store(Arc::new(KeySet::new(keys, generation)));
@@ -155,6 +172,9 @@ impl KeyRing {
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRing").field("keys", &self.current().len()).field("remotes", &self.remotes.len()).finish()
+        f.debug_struct("KeyRing")
+            .field("keys", &self.current().len())
+            .field("remotes", &self.remotes.len())
+            .finish()
     }
 }

@@ -297,7 +297,11 @@ impl GatewayBuilder {
 }
 
 impl Gateway {
-    async fn spawn(dir: Arc<tempfile::TempDir>, config_path: PathBuf, wait_for: &'static str) -> Gateway {
+    async fn spawn(
+        dir: Arc<tempfile::TempDir>,
+        config_path: PathBuf,
+        wait_for: &'static str,
+    ) -> Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sessiongate"))
             .args(["serve", "--config"])
             .arg(&config_path)
