@@ -10,7 +10,7 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::HeaderMap;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::counter::Counter;
 use serde_json::json;
 use sessiongate::config::Config;
 use sessiongate::keys::KeyRing;
@@ -20,7 +20,9 @@ use sessiongate::token::{self, Verifier};
 const SECRET: &str = "sessiongate-bench-secret-0123456789abcdef";
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn verifier(dir: &tempfile::TempDir, cache_entries: u64) -> Verifier {
@@ -44,7 +46,12 @@ fn verifier(dir: &tempfile::TempDir, cache_entries: u64) -> Verifier {
     );
     let config = Config::from_toml(&text, &[]).unwrap();
     let ring = Arc::new(KeyRing::load(&config.jwt.keys).unwrap());
-    Verifier::new(config.jwt, config.sessions, ring, Family::default())
+    Verifier::new(
+        config.jwt,
+        config.sessions,
+        ring,
+        (Counter::default(), Counter::default()),
+    )
 }
 
 fn token(alg: Algorithm) -> String {
@@ -52,7 +59,9 @@ fn token(alg: Algorithm) -> String {
     let claims = json!({"sub": "alice", "workspace_id": "acme", "iat": now, "exp": now + 3600, "jti": "bench-1"});
     let key = match alg {
         Algorithm::HS256 => EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
-        Algorithm::RS256 => EncodingKey::from_rsa_pem(&std::fs::read(fixture("rsa.key")).unwrap()).unwrap(),
+        Algorithm::RS256 => {
+            EncodingKey::from_rsa_pem(&std::fs::read(fixture("rsa.key")).unwrap()).unwrap()
+        }
         _ => EncodingKey::from_ec_pem(&std::fs::read(fixture("ec256.key")).unwrap()).unwrap(),
     };
     jsonwebtoken::encode(&Header::new(alg), &claims, &key).unwrap()
@@ -61,7 +70,14 @@ fn token(alg: Algorithm) -> String {
 /// A workspace with a cutoff in the past, so the session check does real work.
 fn sessions() -> Sessions {
     let sessions = Sessions::default();
-    sessions.apply(&Scope::Workspace("acme".into()), Cutoff { valid_after: 1_000_000_000, preserved: None, version: 1 });
+    sessions.apply(
+        &Scope::Workspace("acme".into()),
+        Cutoff {
+            valid_after: 1_000_000_000,
+            preserved: None,
+            version: 1,
+        },
+    );
     sessions
 }
 
@@ -72,7 +88,10 @@ fn hot_path(c: &mut Criterion) {
         let verifier = verifier(&dir, cache);
         for alg in [Algorithm::HS256, Algorithm::RS256, Algorithm::ES256] {
             let mut headers = HeaderMap::new();
-            headers.insert(http::header::AUTHORIZATION, format!("Bearer {}", token(alg)).parse().unwrap());
+            headers.insert(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", token(alg)).parse().unwrap(),
+            );
             c.bench_function(&format!("{alg:?}/{label}"), |b| {
                 b.iter(|| {
                     let presented = token::extract(black_box(&headers), None).unwrap();

@@ -206,7 +206,7 @@ async fn logout(state: &AppState, logout: Logout<'_>) -> Result<Response<Body>, 
             action: action.as_str(),
         })
         .inc();
-    tracing::info!(target: "audit", record = %json!(record), "{} committed", action.as_str());
+    log_audit(&record);
     let mut answer = json!({
         "workspace": record.workspace,
         "sessions_valid_after": cutoff.valid_after,
@@ -218,6 +218,28 @@ async fn logout(state: &AppState, logout: Logout<'_>) -> Result<Response<Body>, 
         answer["subject"] = json!(subject);
     }
     Ok(body::json(StatusCode::OK, &answer))
+}
+
+/// One `audit` event per logout, with every field of the record.
+fn log_audit(record: &AuditRecord) {
+    tracing::info!(
+        target: "audit",
+        audit_id = record.id,
+        at = record.at,
+        workspace = record.workspace,
+        action = record.action.as_str(),
+        subject = record.subject,
+        actor_subject = record.actor_subject,
+        actor_session = record.actor_session,
+        category = record.category.map(Category::as_str),
+        ticket = record.ticket,
+        reason = record.reason,
+        client_ip = record.client_ip,
+        user_agent = record.user_agent,
+        sessions_valid_after = record.sessions_valid_after,
+        "{} committed",
+        record.action.as_str(),
+    );
 }
 
 fn sessions(state: &AppState, workspace: &str) -> Response<Body> {

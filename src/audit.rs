@@ -56,3 +56,18 @@ impl Action {
         }
     }
 }
+
+// === impl Category ===
+
+impl Category {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SecurityIncident => "security_incident",
+            Self::PolicyChange => "policy_change",
+            Self::PersonnelChange => "personnel_change",
+            Self::RoutineMaintenance => "routine_maintenance",
+            Self::Other => "other",
+        }
+    }
+}

@@ -19,7 +19,7 @@ use crate::clock;
 use crate::error::{GatewayError, LoginRedirect};
 use crate::forward::Forwarding;
 use crate::guard::{self, Guarded};
-use crate::metrics::{KindLabels, OutcomeLabels, ReasonLabels};
+use crate::metrics::{KindLabels, Outcome};
 use crate::paths;
 use crate::state::AppState;
 use crate::token::{self, Claims, Presented, TokenError, TokenSource};
@@ -78,9 +78,9 @@ pub struct Caller {
 /// What the access log says about one request, filled in as the pipeline goes.
 #[derive(Debug, Default)]
 struct AccessRecord {
-    workspace: Option<String>,
-    session: Option<String>,
+    caller: Option<Arc<Claims>>,
     upstream_status: Option<u16>,
+    upstream_elapsed: Option<std::time::Duration>,
     admin: bool,
 }
 
@@ -100,49 +100,56 @@ impl Gateway {
     async fn handle(self, req: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
-        let path = req.uri().path().to_string();
+        // A `Uri` clone shares its bytes: the path is kept for the log without a copy.
+        let uri = req.uri().clone();
         let mut record = AccessRecord::default();
         let result = self.try_handle(req, &mut record).await;
-        let (status, reason, outcome) = match &result {
-            Ok(response) => (
-                response.status(),
-                None,
-                if record.admin { "admin" } else { "forwarded" },
-            ),
-            Err(error) => (error.status(), error.reason(), self.count_error(error)),
-        };
         let metrics = &self.state.metrics;
-        metrics
-            .requests
-            .get_or_create(&OutcomeLabels { outcome })
-            .inc();
+        let (status, reason) = match &result {
+            Ok(response) => {
+                metrics.request(if record.admin {
+                    Outcome::Admin
+                } else {
+                    Outcome::Forwarded
+                });
+                (response.status(), None)
+            }
+            Err(error) => {
+                self.count_error(error);
+                (error.status(), error.reason())
+            }
+        };
         let elapsed = started.elapsed();
         metrics.request_duration.observe(elapsed.as_secs_f64());
+        if let Some(upstream) = record.upstream_elapsed {
+            metrics.upstream_duration.observe(upstream.as_secs_f64());
+        }
+        metrics.gateway_duration.observe(
+            elapsed
+                .saturating_sub(record.upstream_elapsed.unwrap_or_default())
+                .as_secs_f64(),
+        );
+        let claims = record.caller.as_deref();
         tracing::info!(
             target: "access",
             %method,
-            path,
+            path = uri.path(),
             status = status.as_u16(),
             reason = reason.map(TokenError::as_str),
             latency_ms = elapsed.as_secs_f64() * 1000.0,
-            workspace = record.workspace,
-            session = record.session.as_deref().map(token::session_id_prefix),
+            workspace = claims.map(|c| c.workspace.as_str()),
+            session = claims.map(|c| token::session_id_prefix(&c.session_id)),
             upstream_status = record.upstream_status,
         );
         result.unwrap_or_else(GatewayError::into_response)
     }
 
-    fn count_error(&self, error: &GatewayError) -> &'static str {
+    fn count_error(&self, error: &GatewayError) {
         let metrics = &self.state.metrics;
         match error {
             GatewayError::Unauthorized { reason, .. } => {
-                metrics
-                    .rejections
-                    .get_or_create(&ReasonLabels {
-                        reason: reason.as_str(),
-                    })
-                    .inc();
-                "rejected"
+                metrics.rejection(*reason);
+                metrics.request(Outcome::Rejected);
             }
             GatewayError::Upstream(upstream) => {
                 metrics
@@ -151,9 +158,9 @@ impl Gateway {
                         kind: upstream.kind(),
                     })
                     .inc();
-                "error"
+                metrics.request(Outcome::Error);
             }
-            _ => "error",
+            _ => metrics.request(Outcome::Error),
         }
     }
 
@@ -180,10 +187,7 @@ impl Gateway {
                     .map_err(|reason| self.reject(&req, reason))?,
             ),
         };
-        if let Some(caller) = &caller {
-            record.workspace = Some(caller.claims.workspace.clone());
-            record.session = Some(caller.claims.session_id.clone());
-        }
+        record.caller = caller.as_ref().map(|c| c.claims.clone());
         let upgrade = websocket_upgrade(&req);
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let forwarding = Forwarding {
@@ -199,7 +203,10 @@ impl Gateway {
             upgrade,
         };
         self.state.upstream.prepare(&mut req, &forwarding);
-        let response = self.state.upstream.send(req).await?;
+        let sent = Instant::now();
+        let response = self.state.upstream.send(req).await;
+        record.upstream_elapsed = Some(sent.elapsed());
+        let response = response?;
         record.upstream_status = Some(response.status().as_u16());
         // A logout may have landed while the upstream was answering: nothing has been sent
         // to the client yet, so it gets the plain refusal instead of a cut-off stream.
@@ -277,8 +284,12 @@ pub async fn authenticate(
     let presented =
         token::extract(headers, state.config.auth.cookie.as_deref()).ok_or(TokenError::Missing)?;
     let verifier = &state.verifier;
+    let generation = verifier.keys().current().generation();
     let claims = match verifier.verify(presented.token, clock::now()) {
-        Err(TokenError::UnknownKey) if verifier.keys().refetch_for_unknown_key().await => {
+        Err(refused)
+            if verifier.may_need_new_keys(presented.token, refused)
+                && verifier.keys().refetch_for_unknown_key(generation).await =>
+        {
             verifier.verify(presented.token, clock::now())
         }
         verified => verified,

@@ -30,6 +30,8 @@ pub struct KeySet {
     keys: Vec<VerifyKey>,
     /// Bumped on every change, so verified-token caches can tell stale entries.
     generation: u64,
+    /// Whether every remote JWKS has contributed (the gateway is not ready before).
+    complete: bool,
 }
 
 /// One usable key: its material, what it may verify, and how tokens name it.
@@ -96,15 +98,28 @@ impl KeySet {
         for entry in entries {
             keys.extend(load_entry(entry)?);
         }
+        let complete = !entries
+            .iter()
+            .any(|entry| matches!(entry.source, KeySource::JwksUrl(_)));
         Ok(Self {
             keys,
             generation: 0,
+            complete,
         })
     }
 
     /// A snapshot of `keys`, numbered `generation`.
-    fn new(keys: Vec<VerifyKey>, generation: u64) -> Self {
-        Self { keys, generation }
+    fn new(keys: Vec<VerifyKey>, generation: u64, complete: bool) -> Self {
+        Self {
+            keys,
+            generation,
+            complete,
+        }
+    }
+
+    /// Whether some configured key carries this `kid`.
+    pub fn has_kid(&self, kid: &str) -> bool {
+        self.keys.iter().any(|key| key.kid.as_deref() == Some(kid))
     }
 
     /// Which version of the key set this is.

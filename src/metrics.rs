@@ -1,4 +1,7 @@
 //! Prometheus metrics, encoded by prometheus-client for the ops listener.
+//!
+//! Counters touched on every request are resolved once at start, so the request path
+//! only does atomic adds (a `Family` lookup takes a lock).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -7,21 +10,44 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::token::TokenError;
+
 /// Every metric the gateway exports, registered once at start.
 pub struct Metrics {
     registry: Registry,
-    pub requests: Family<OutcomeLabels, Counter>,
-    pub rejections: Family<ReasonLabels, Counter>,
+    requests: [Counter; Outcome::ALL.len()],
+    rejections: [Counter; TokenError::ALL.len()],
+    /// Request to response headers, as the client sees it.
     pub request_duration: Histogram,
+    /// The part of `request_duration` spent in the gateway (not waiting for the upstream).
+    pub gateway_duration: Histogram,
+    /// Upstream request to upstream response headers.
+    pub upstream_duration: Histogram,
     pub upstream_errors: Family<KindLabels, Counter>,
     pub logouts: Family<ActionLabels, Counter>,
+    pub open_connections: Gauge,
+    pub open_tunnels: Gauge,
     pub store_up: Gauge,
     pub cutoffs_loaded: Gauge,
     pub jwks_refreshes: Family<ResultLabels, Counter>,
-    pub verify_cache: Family<ResultLabels, Counter>,
+    pub verify_cache_hits: Counter,
+    pub verify_cache_misses: Counter,
 }
 
-/// `outcome`: forwarded, rejected, admin, error.
+/// How a request on the main listener ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered by the upstream.
+    Forwarded,
+    /// A refused token (401 or login redirect).
+    Rejected,
+    /// Answered by the admin API.
+    Admin,
+    /// Anything else: bad path, not ready, upstream failure, ...
+    Error,
+}
+
+/// `outcome` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
@@ -33,7 +59,7 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
-/// `kind`: unreachable or timeout.
+/// `kind`: unreachable, connect_timeout or timeout.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
@@ -58,14 +84,30 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("sessiongate");
         let requests = Family::<OutcomeLabels, Counter>::default();
-        registry.register("requests", "Requests by outcome", requests.clone());
+        registry.register(
+            "requests",
+            "Requests on the main listener by outcome",
+            requests.clone(),
+        );
         let rejections = Family::<ReasonLabels, Counter>::default();
         registry.register("rejections", "Refused tokens by reason", rejections.clone());
-        let request_duration = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let latency = || Histogram::new(exponential_buckets(0.000_025, 2.0, 20));
+        let (request_duration, gateway_duration, upstream_duration) =
+            (latency(), latency(), latency());
         registry.register(
             "request_duration_seconds",
-            "Time from request to response headers",
+            "Request to response headers",
             request_duration.clone(),
+        );
+        registry.register(
+            "gateway_duration_seconds",
+            "Time added by the gateway",
+            gateway_duration.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Upstream response-header latency",
+            upstream_duration.clone(),
         );
         let upstream_errors = Family::<KindLabels, Counter>::default();
         registry.register(
@@ -75,13 +117,18 @@ impl Metrics {
         );
         let logouts = Family::<ActionLabels, Counter>::default();
         registry.register("logouts", "Committed logouts by action", logouts.clone());
-        let store_up = Gauge::default();
-        registry.register("store_up", "1 when the store answers", store_up.clone());
-        let cutoffs_loaded = Gauge::default();
-        registry.register(
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let gauge = Gauge::default();
+            registry.register(name, help, gauge.clone());
+            gauge
+        };
+        let open_connections = gauge(&mut registry, "open_connections", "Client connections open");
+        let open_tunnels = gauge(&mut registry, "open_tunnels", "WebSocket tunnels open");
+        let store_up = gauge(&mut registry, "store_up", "1 when the store answers");
+        let cutoffs_loaded = gauge(
+            &mut registry,
             "cutoffs_loaded",
             "Cutoffs loaded from the store at start",
-            cutoffs_loaded.clone(),
         );
         let jwks_refreshes = Family::<ResultLabels, Counter>::default();
         registry.register(
@@ -95,18 +142,53 @@ impl Metrics {
             "Verified-token cache lookups by result",
             verify_cache.clone(),
         );
+        // One statement each: a `get_or_create` guard lives to the end of its statement, and a
+        // second lookup in the same statement would wait for it forever.
+        let verify_cache_hits = verify_cache
+            .get_or_create(&ResultLabels { result: "hit" })
+            .clone();
+        let verify_cache_misses = verify_cache
+            .get_or_create(&ResultLabels { result: "miss" })
+            .clone();
+        let requests = Outcome::ALL.map(|o| {
+            requests
+                .get_or_create(&OutcomeLabels {
+                    outcome: o.as_str(),
+                })
+                .clone()
+        });
+        let rejections = TokenError::ALL.map(|r| {
+            rejections
+                .get_or_create(&ReasonLabels { reason: r.as_str() })
+                .clone()
+        });
         Self {
             registry,
-            jwks_refreshes,
-            verify_cache,
             requests,
             rejections,
             request_duration,
+            gateway_duration,
+            upstream_duration,
             upstream_errors,
             logouts,
+            open_connections,
+            open_tunnels,
             store_up,
             cutoffs_loaded,
+            jwks_refreshes,
+            verify_cache_hits,
+            verify_cache_misses,
         }
+    }
+
+    /// Counts one request on the main listener.
+    pub fn request(&self, outcome: Outcome) {
+        self.requests[outcome as usize].inc();
+    }
+
+    /// Counts one refused token.
+    pub fn rejection(&self, reason: TokenError) {
+        self.rejections[reason as usize].inc();
     }
 
     /// The Prometheus text exposition.
@@ -121,5 +203,75 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+// === impl Outcome ===
+
+impl Outcome {
+    /// Every outcome, in declaration order (the index of the counter array).
+    pub const ALL: [Outcome; 4] = [Self::Forwarded, Self::Rejected, Self::Admin, Self::Error];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forwarded => "forwarded",
+            Self::Rejected => "rejected",
+            Self::Admin => "admin",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Increments a gauge now and decrements it when dropped (an open connection or tunnel).
+#[derive(Debug)]
+pub struct GaugeGuard(Gauge);
+
+impl GaugeGuard {
+    /// `gauge + 1` until the guard is dropped.
+    pub fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_order_matches_the_enums() {
+        for (index, outcome) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*outcome as usize, index);
+        }
+        for (index, reason) in TokenError::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, index);
+        }
+    }
+
+    #[test]
+    fn counters_show_in_the_exposition() {
+        let metrics = Metrics::new();
+        metrics.request(Outcome::Rejected);
+        metrics.rejection(TokenError::SessionInvalidated);
+        let text = metrics.encode();
+        assert!(
+            text.contains("sessiongate_requests_total{outcome=\"rejected\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sessiongate_rejections_total{reason=\"session_invalidated\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sessiongate_requests_total{outcome=\"forwarded\"} 0"),
+            "{text}"
+        );
     }
 }

@@ -15,6 +15,7 @@ use tokio_util::either::Either;
 
 use crate::config::ServerConfig;
 use crate::gateway::{ConnInfo, Gateway};
+use crate::metrics::GaugeGuard;
 use crate::state::AppState;
 
 /// How often an idle HTTP/2 client is pinged, so dead peers free their slot.
@@ -58,6 +59,7 @@ pub async fn serve(
             graceful.watcher(),
         );
         tokio::spawn(async move {
+            let _open = GaugeGuard::new(&state.metrics.open_connections);
             let Some(io) = handshake(stream, tls, state.config.server.header_read_timeout).await
             else {
                 return;

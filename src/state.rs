@@ -41,7 +41,10 @@ impl AppState {
                 config.jwt.clone(),
                 config.sessions,
                 keys,
-                metrics.verify_cache.clone(),
+                (
+                    metrics.verify_cache_hits.clone(),
+                    metrics.verify_cache_misses.clone(),
+                ),
             ),
             upstream,
             shutdown: CancellationToken::new(),

@@ -15,12 +15,10 @@ use jsonwebtoken::Algorithm;
 use moka::Expiry;
 use moka::sync::Cache;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use serde_json::{Map, Value};
 
 use crate::config::{JwtConfig, SessionsConfig, TimeClaim};
 use crate::keys::{KeyRing, KeySet};
-use crate::metrics::ResultLabels;
 
 /// Why a token was refused; `as_str()` is the `reason` of SPEC section 3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -89,7 +87,8 @@ pub struct Verifier {
     keys: Arc<KeyRing>,
     /// Verified tokens by SHA-256, so signature and claim parsing run once per token.
     cache: Option<Cache<[u8; 32], Verified>>,
-    cache_results: Family<ResultLabels, Counter>,
+    cache_hits: Counter,
+    cache_misses: Counter,
 }
 
 /// A cache entry: the claims, and the key set generation that verified them (a token
@@ -116,6 +115,23 @@ struct Parts<'a> {
 // === impl TokenError ===
 
 impl TokenError {
+    /// Every reason, in declaration order.
+    pub const ALL: [TokenError; 13] = [
+        Self::Missing,
+        Self::Malformed,
+        Self::UnsupportedAlgorithm,
+        Self::UnknownKey,
+        Self::BadSignature,
+        Self::Expired,
+        Self::NotYetValid,
+        Self::IssuedInFuture,
+        Self::WrongIssuer,
+        Self::WrongAudience,
+        Self::MissingClaim,
+        Self::SessionInvalidated,
+        Self::SessionRevoked,
+    ];
+
     /// The wire name of the reason.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -218,12 +234,12 @@ impl Expiry<[u8; 32], Verified> for UntilExpiry {
 
 impl Verifier {
     /// A verifier over the key ring, with a verified-token cache of
-    /// `jwt.verify_cache_entries` entries (counted in `cache_results`).
+    /// `jwt.verify_cache_entries` entries, counting hits and misses.
     pub fn new(
         jwt: JwtConfig,
         sessions: SessionsConfig,
         keys: Arc<KeyRing>,
-        cache_results: Family<ResultLabels, Counter>,
+        (cache_hits, cache_misses): (Counter, Counter),
     ) -> Self {
         let cache = (jwt.verify_cache_entries > 0).then(|| {
             Cache::builder()
@@ -238,7 +254,29 @@ impl Verifier {
             sessions,
             keys,
             cache,
-            cache_results,
+            cache_hits,
+            cache_misses,
+        }
+    }
+
+    /// Whether a refusal may be cured by fetching the identity provider's keys again: the
+    /// token's key is unknown, or its `kid` names no key we have (it fell back to kid-less
+    /// keys that did not verify it).
+    pub fn may_need_new_keys(&self, token: &str, refused: TokenError) -> bool {
+        match refused {
+            TokenError::UnknownKey => true,
+            TokenError::BadSignature => {
+                let header = token
+                    .split('.')
+                    .next()
+                    .and_then(|segment| json_object(segment).ok());
+                let kid = header
+                    .as_ref()
+                    .and_then(|h| h.get("kid"))
+                    .and_then(Value::as_str);
+                kid.is_some_and(|kid| !self.keys.current().has_kid(kid))
+            }
+            _ => false,
         }
     }
 
@@ -263,18 +301,14 @@ impl Verifier {
             .and_then(|c| c.get(&digest))
             .filter(|v| v.generation == keys.generation())
         {
-            self.cache_results
-                .get_or_create(&ResultLabels { result: "hit" })
-                .inc();
+            self.cache_hits.inc();
             let claims = hit.claims;
             self.check_time_rules(claims.expires_at, claims.not_before, claims.issued_at, now)?;
             return Ok(claims);
         }
         let claims = Arc::new(self.verify_uncached(token, &digest, &keys, now)?);
         if let Some(cache) = &self.cache {
-            self.cache_results
-                .get_or_create(&ResultLabels { result: "miss" })
-                .inc();
+            self.cache_misses.inc();
             cache.insert(
                 digest,
                 Verified {

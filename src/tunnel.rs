@@ -13,6 +13,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::body::{self, Body};
 use crate::guard::{EndSignal, Ended};
+use crate::metrics::GaugeGuard;
 use crate::state::AppState;
 
 /// The client's `Upgrade: websocket` value, when `req` is an HTTP/1.1 WebSocket handshake.
@@ -43,9 +44,11 @@ pub fn splice(
 ) -> Response<Body> {
     let upstream_upgrade = hyper::upgrade::on(&mut upstream);
     let shutdown = state.shutdown.clone();
+    let open_tunnels = state.metrics.open_tunnels.clone();
     state.tunnels.spawn(async move {
         // Held until the tunnel ends: the connection slot is released with it.
         let _slot = slot;
+        let _open = GaugeGuard::new(&open_tunnels);
         let (client, upstream) = match tokio::try_join!(client, upstream_upgrade) {
             Ok(pair) => pair,
             Err(error) => {

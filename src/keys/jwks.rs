@@ -27,13 +27,25 @@ pub(super) struct RemoteJwks {
     config: RemoteJwksConfig,
     client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     keys: ArcSwapOption<Vec<VerifyKey>>,
+    /// Serialises fetches, so a slow older answer never overwrites a newer one; holds the
+    /// SHA-256 of the document in force, so an unchanged answer changes nothing.
+    in_force: tokio::sync::Mutex<Option<[u8; 32]>>,
 }
 
 /// A good answer from the identity provider.
 pub(super) struct Fetched {
-    pub(super) keys: Vec<VerifyKey>,
+    pub(super) key_count: usize,
     /// `Cache-Control: max-age`, when the provider sent one.
     pub(super) max_age: Option<Duration>,
+    /// Whether the document differs from the one in force.
+    pub(super) changed: bool,
+}
+
+/// A parsed answer, before it is compared with the one in force.
+struct Document {
+    keys: Vec<VerifyKey>,
+    digest: [u8; 32],
+    max_age: Option<Duration>,
 }
 
 /// Why a fetch did not replace the keys.
@@ -69,6 +81,7 @@ impl RemoteJwks {
             config: config.clone(),
             client: Client::builder(TokioExecutor::new()).build(connector),
             keys: ArcSwapOption::empty(),
+            in_force: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -89,17 +102,26 @@ impl RemoteJwks {
         self.config.refresh
     }
 
-    /// Fetches and parses the document; on success the keys replace the old ones.
+    /// Fetches and parses the document; a good, different answer replaces the keys.
     pub(super) async fn refresh(&self) -> Result<Fetched, JwksError> {
-        let fetched = tokio::time::timeout(FETCH_TIMEOUT, self.fetch())
+        let mut in_force = self.in_force.lock().await;
+        let document = tokio::time::timeout(FETCH_TIMEOUT, self.fetch())
             .await
             .map_err(|_| JwksError::Timeout)??;
-        self.keys
-            .store(Some(std::sync::Arc::new(fetched.keys.clone())));
-        Ok(fetched)
+        let changed = *in_force != Some(document.digest);
+        let key_count = document.keys.len();
+        if changed {
+            self.keys.store(Some(std::sync::Arc::new(document.keys)));
+            *in_force = Some(document.digest);
+        }
+        Ok(Fetched {
+            key_count,
+            max_age: document.max_age,
+            changed,
+        })
     }
 
-    async fn fetch(&self) -> Result<Fetched, JwksError> {
+    async fn fetch(&self) -> Result<Document, JwksError> {
         let request = http::Request::get(self.config.url.clone())
             .header(ACCEPT, "application/json")
             .body(Empty::new())
@@ -121,9 +143,18 @@ impl RemoteJwks {
             .collect()
             .await
             .map_err(|_| JwksError::Body)?;
-        let keys =
-            parse_jwks(&body.to_bytes(), self.config.allow_hmac).map_err(JwksError::Document)?;
-        Ok(Fetched { keys, max_age })
+        let body = body.to_bytes();
+        let keys = parse_jwks(&body, self.config.allow_hmac).map_err(JwksError::Document)?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body);
+        let digest = digest
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 digests are 32 bytes");
+        Ok(Document {
+            keys,
+            digest,
+            max_age,
+        })
     }
 }
 

@@ -34,8 +34,6 @@ pub struct KeyRing {
     generation: AtomicU64,
     /// When the last unknown-key refetch started; the lock makes it single-flight.
     unknown_key_refetch: tokio::sync::Mutex<Option<Instant>>,
-    /// Completed unknown-key refetches, so waiters can tell one happened meanwhile.
-    refetches: AtomicU64,
 }
 
 // === impl KeyRing ===
@@ -51,14 +49,13 @@ impl KeyRing {
                 _ => None,
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let current = ArcSwap::from_pointee(KeySet::new(fixed.clone(), 0));
+        let current = ArcSwap::from_pointee(KeySet::new(fixed.clone(), 0, remotes.is_empty()));
         Ok(Self {
             fixed,
             remotes,
             current,
             generation: AtomicU64::new(0),
             unknown_key_refetch: tokio::sync::Mutex::new(None),
-            refetches: AtomicU64::new(0),
         })
     }
 
@@ -67,9 +64,10 @@ impl KeyRing {
         self.current.load()
     }
 
-    /// Whether every remote JWKS has answered at least once and some key is loaded.
+    /// Whether the keys in force include every remote JWKS and some key is loaded.
     pub fn is_ready(&self) -> bool {
-        self.remotes.iter().all(|remote| remote.keys().is_some()) && !self.current().is_empty()
+        let current = self.current();
+        current.complete && !current.is_empty()
     }
 
     /// How many `jwks_url` entries there are.
@@ -102,10 +100,13 @@ impl KeyRing {
                 Ok(fetched) => {
                     failures = 0;
                     results.get_or_create(&ResultLabels { result: "ok" }).inc();
-                    self.publish();
+                    if fetched.changed {
+                        self.publish();
+                    }
                     tracing::debug!(
                         key = remote.name,
-                        keys = fetched.keys.len(),
+                        keys = fetched.key_count,
+                        changed = fetched.changed,
                         "JWKS refreshed"
                     );
                     remote.refresh_after(fetched.max_age)
@@ -129,29 +130,34 @@ impl KeyRing {
     }
 
     /// For a token whose key is unknown: refetch every remote JWKS, unless that was done
-    /// less than `UNKNOWN_KEY_REFETCH` ago. Concurrent callers share one refetch. Returns
-    /// whether the keys may have changed since the caller looked (worth verifying again).
-    pub async fn refetch_for_unknown_key(&self) -> bool {
+    /// less than `UNKNOWN_KEY_REFETCH` ago. Concurrent callers share one refetch. `seen` is
+    /// the key-set generation the caller verified with; returns whether the keys changed
+    /// since then (worth verifying again).
+    pub async fn refetch_for_unknown_key(&self, seen: u64) -> bool {
         if self.remotes.is_empty() {
             return false;
         }
-        let seen = self.refetches.load(Ordering::Acquire);
         let mut last = self.unknown_key_refetch.lock().await;
-        if self.refetches.load(Ordering::Acquire) != seen {
+        if self.current().generation() != seen {
             return true;
         }
         if last.is_some_and(|at| at.elapsed() < UNKNOWN_KEY_REFETCH) {
             return false;
         }
         *last = Some(Instant::now());
+        let mut changed = false;
         for remote in &self.remotes {
-            if let Err(error) = remote.refresh().await {
-                tracing::warn!(key = remote.name, %error, "JWKS refetch for an unknown key failed");
+            match remote.refresh().await {
+                Ok(fetched) => changed |= fetched.changed,
+                Err(error) => {
+                    tracing::warn!(key = remote.name, %error, "JWKS refetch for an unknown key failed")
+                }
             }
         }
-        self.publish();
-        self.refetches.fetch_add(1, Ordering::AcqRel);
-        true
+        if changed {
+            self.publish();
+        }
+        changed
     }
 
     /// Rebuilds the combined set from the fixed keys and each remote's last good keys.
@@ -165,8 +171,10 @@ impl KeyRing {
                     .flat_map(|remote_keys| remote_keys.iter().cloned()),
             );
         }
+        let complete = self.remotes.iter().all(|remote| remote.keys().is_some());
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        self.current.store(Arc::new(KeySet::new(keys, generation)));
+        self.current
+            .store(Arc::new(KeySet::new(keys, generation, complete)));
     }
 }
 

@@ -48,6 +48,9 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
+        // Below the shortest header-read timeout tests configure (1 s): reusing a pooled
+        // connection just as the gateway closes it for idleness is a race no proxy can win.
+        .pool_idle_timeout(Duration::from_millis(500))
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap()
