@@ -17,11 +17,13 @@
 //!                            tunnel (tunnel.rs): closed when the session ends
 //!             Err(e) -> e.into_response()   the only place an error becomes a response
 //!             one access-log event + metrics per request
-//! admin_api   logout -> store commit (fsync) -> Sessions::apply -> 200
+//! admin_api   logout -> store commit (fsync | Redis script + PUBLISH) -> Sessions::apply -> 200
+//! fleet.rs    (redis store) subscribe -> resync -> apply published changes; ping, resync
 //! ```
 //!
 //! A request never waits on the store: cutoffs are loaded into memory before the gateway
-//! reports ready, and the admin API updates memory after each commit.
+//! reports ready, and the admin API updates memory after each commit. With a shared store
+//! the fleet task also applies every other instance's commits as they are published.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,6 +38,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod fleet;
 pub mod forward;
 pub mod gateway;
 pub mod guard;
@@ -61,6 +64,14 @@ pub struct Listeners {
     pub ops: Option<TcpListener>,
 }
 
+/// The `listening` and `ready` log lines, which name the bound addresses (the test
+/// harness and operators wait for them).
+#[derive(Debug, Clone)]
+pub struct Announce {
+    listen: String,
+    ops: Option<String>,
+}
+
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -75,7 +86,7 @@ pub enum RunError {
 }
 
 /// Runs the gateway until `shutdown` resolves: loads keys and the store, serves ops, marks
-/// ready once every cutoff is in memory, then serves the main listener and drains.
+/// ready once every cutoff is in memory, serves the main listener and drains.
 pub async fn run(
     config: Config,
     listeners: Listeners,
@@ -91,18 +102,17 @@ pub async fn run(
     let upstream = forward::Upstream::new(config.upstream.clone())?;
     let store = store::Store::open(&config.store).await?;
     let state = Arc::new(state::AppState::new(config, keys, store, upstream));
-    let ops_addr = listeners.ops.as_ref().and_then(|l| l.local_addr().ok());
+    let announce = Announce::new(&listeners);
     let ops_task = listeners
         .ops
         .map(|listener| tokio::spawn(ops::serve(listener, state.clone())));
-    let cutoffs = state.load().await?;
-    tracing::info!(
-        listen = %listeners.main.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-        ops = ops_addr.map(|a| a.to_string()),
-        cutoffs,
-        keys = state.verifier.keys().len(),
-        "ready"
-    );
+    announce.listening();
+    // A shared store is loaded by the fleet task, which keeps retrying while the main
+    // listener answers 503; a local one is loaded here, and a failure stops the start.
+    if !fleet::spawn(&state, announce.clone()) {
+        let cutoffs = state.load().await?;
+        announce.ready(&state, cutoffs);
+    }
     let acceptor = certs
         .as_ref()
         .map(|certs| tokio_rustls::TlsAcceptor::from(Arc::new(certs.server_config())));
@@ -115,4 +125,32 @@ pub async fn run(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+// === impl Announce ===
+
+impl Announce {
+    fn new(listeners: &Listeners) -> Self {
+        let address = |listener: &TcpListener| listener.local_addr().ok().map(|a| a.to_string());
+        Self {
+            listen: address(&listeners.main).unwrap_or_default(),
+            ops: listeners.ops.as_ref().and_then(address),
+        }
+    }
+
+    /// Both listeners are bound; requests get 503 until `ready`.
+    fn listening(&self) {
+        tracing::info!(listen = %self.listen, ops = self.ops, "listening");
+    }
+
+    /// Every stored cutoff is in memory: requests are served from now on.
+    pub fn ready(&self, state: &state::AppState, cutoffs: usize) {
+        tracing::info!(
+            listen = %self.listen,
+            ops = self.ops,
+            cutoffs,
+            keys = state.verifier.keys().len(),
+            "ready"
+        );
+    }
 }

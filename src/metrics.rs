@@ -1,5 +1,7 @@
 //! Prometheus metrics, encoded by prometheus-client for the ops listener.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -17,6 +19,10 @@ pub struct Metrics {
     pub logouts: Family<ActionLabels, Counter>,
     pub store_up: Gauge,
     pub cutoffs_loaded: Gauge,
+    /// Shared store only: seconds since this instance was last known in step with it.
+    pub store_sync_age: Gauge<f64, AtomicU64>,
+    /// Shared store only: links to Redis lost (each is followed by reconnect and resync).
+    pub store_disconnects: Counter,
 }
 
 /// `outcome`: forwarded, rejected, admin, error.
@@ -72,8 +78,20 @@ impl Metrics {
         let cutoffs_loaded = Gauge::default();
         registry.register(
             "cutoffs_loaded",
-            "Cutoffs loaded from the store at start",
+            "Cutoffs loaded from the store (at start; shared store: at the last resync)",
             cutoffs_loaded.clone(),
+        );
+        let store_sync_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "store_sync_age_seconds",
+            "Seconds since the last proof of sync with the shared store (0 for embedded)",
+            store_sync_age.clone(),
+        );
+        let store_disconnects = Counter::default();
+        registry.register(
+            "store_disconnects",
+            "Links to the shared store lost",
+            store_disconnects.clone(),
         );
         Self {
             registry,
@@ -84,6 +102,8 @@ impl Metrics {
             logouts,
             store_up,
             cutoffs_loaded,
+            store_sync_age,
+            store_disconnects,
         }
     }
 
