@@ -106,10 +106,16 @@ async fn follow(
 
 /// Loads every cutoff into memory; versions keep newer ones already there.
 async fn resync(state: &AppState, store: &RedisStore) -> Result<usize, StoreError> {
+    let started = std::time::Instant::now();
     let count = store
         .load_into(|scope, cutoff| state.sessions.apply(&scope, cutoff))
         .await?;
     store.mark_synced();
+    tracing::debug!(
+        cutoffs = count,
+        seconds = started.elapsed().as_secs_f64(),
+        "resynced"
+    );
     Ok(count)
 }
 
