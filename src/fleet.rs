@@ -111,6 +111,7 @@ async fn resync(state: &AppState, store: &RedisStore) -> Result<usize, StoreErro
         .load_into(|scope, cutoff| state.sessions.apply(&scope, cutoff))
         .await?;
     store.mark_synced();
+    state.metrics.store_resyncs.inc();
     tracing::debug!(
         cutoffs = count,
         seconds = started.elapsed().as_secs_f64(),

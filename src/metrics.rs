@@ -23,6 +23,8 @@ pub struct Metrics {
     pub store_sync_age: Gauge<f64, AtomicU64>,
     /// Shared store only: links to Redis lost (each is followed by reconnect and resync).
     pub store_disconnects: Counter,
+    /// Shared store only: full resyncs completed (after each connect, every resync_secs).
+    pub store_resyncs: Counter,
 }
 
 /// `outcome`: forwarded, rejected, admin, error.
@@ -93,6 +95,12 @@ impl Metrics {
             "Links to the shared store lost",
             store_disconnects.clone(),
         );
+        let store_resyncs = Counter::default();
+        registry.register(
+            "store_resyncs",
+            "Full resyncs from the shared store",
+            store_resyncs.clone(),
+        );
         Self {
             registry,
             requests,
@@ -104,6 +112,7 @@ impl Metrics {
             cutoffs_loaded,
             store_sync_age,
             store_disconnects,
+            store_resyncs,
         }
     }
 
