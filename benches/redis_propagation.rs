@@ -5,7 +5,8 @@
 //!    invalidated (p50, p99, max);
 //! 2. scale: 1,000,000 workspace cutoffs written to Redis by pipelined `HSET`s, then one
 //!    instance started on them: time to `ready`, resident memory, and the CPU a full
-//!    resync costs (with the per-call cost on the Redis side from `INFO commandstats`).
+//!    resync costs (with the per-call cost on the Redis side from `INFO commandstats`),
+//!    and propagation to that instance while it resyncs back to back.
 //!
 //! `cargo bench --bench redis_propagation` (release build; needs redis-server).
 
@@ -19,6 +20,8 @@ use support::{Gateway, admin, gateway, now, redis_server, token, upstream};
 const LOGOUTS: usize = 200;
 const INSTANCES: usize = 3;
 const WORKSPACES: usize = 1_000_000;
+/// Logout-alls sent while the 1M-cutoff instance resyncs back to back.
+const DURING_RESYNC: usize = 50;
 
 #[tokio::main]
 async fn main() {
@@ -155,6 +158,24 @@ async fn scale(redis: &support::RedisServer) {
         window.elapsed(),
         cpu / resyncs,
         hscan_usec / 1e6 / resyncs
+    );
+
+    // Changes published while that instance is busy resyncing still arrive at once.
+    let origin = gateway(&upstream).redis(redis).start().await;
+    let t0 = now().floor() - 10.0;
+    let mut delays = Vec::new();
+    for round in 0..DURING_RESYNC {
+        let workspace = format!("ws-{round:07}");
+        let root = admin("root", &workspace).iat(t0).sign();
+        let user = token().sub("u").workspace(&workspace).iat(t0).sign();
+        let sent = Instant::now();
+        assert_eq!(origin.logout_all(&workspace, &root).await.status(), 200);
+        delays.push(refused_after(&gw, &user, sent).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "  {DURING_RESYNC} logout-alls enforced by the resyncing instance: {}",
+        summary(&mut delays)
     );
 }
 

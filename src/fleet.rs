@@ -68,18 +68,17 @@ async fn keep_in_sync(state: &AppState, store: &RedisStore, link: &mut Link) {
     }
 }
 
-/// Resyncs, then applies changes as they are published; returns why the link ended.
+/// Applies changes as they are published while resyncing (first at once, then every
+/// `store.resync_secs`); returns why the link ended. A resync of millions of cutoffs takes
+/// seconds, so it runs beside the channel instead of holding its messages back.
 async fn follow(
     state: &AppState,
     store: &RedisStore,
     mut subscription: Subscription,
     link: &mut Link,
 ) -> StoreError {
-    let count = match resync(state, store).await {
-        Ok(count) => count,
-        Err(error) => return error,
-    };
-    link.synced(state, count);
+    let mut running = Some(Box::pin(resync(state, store)));
+    let mut loaded = false;
     let start = tokio::time::Instant::now();
     let mut heartbeat = interval_at(start + HEARTBEAT, HEARTBEAT);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -95,12 +94,34 @@ async fn follow(
                 }
                 None => Err(StoreError::Disconnected),
             },
-            _ = heartbeat.tick() => store.ping(&mut subscription).await.map(|()| store.mark_synced()),
-            _ = resync_timer.tick() => resync(state, store).await.map(|count| state.loaded(count)),
+            done = finish(&mut running) => done.map(|count| {
+                running = None;
+                match std::mem::replace(&mut loaded, true) {
+                    false => link.synced(state, count),
+                    true => state.loaded(count),
+                }
+            }),
+            // Until the first resync is done this instance is not in step, however well
+            // the connections answer.
+            _ = heartbeat.tick(), if loaded => {
+                store.ping(&mut subscription).await.map(|()| store.mark_synced())
+            }
+            _ = resync_timer.tick(), if running.is_none() => {
+                running = Some(Box::pin(resync(state, store)));
+                Ok(())
+            }
         };
         if let Err(error) = step {
             return error;
         }
+    }
+}
+
+/// The running resync's result; never, when none is running.
+async fn finish<F: Future + Unpin>(running: &mut Option<F>) -> F::Output {
+    match running {
+        Some(resync) => resync.await,
+        None => std::future::pending().await,
     }
 }
 
