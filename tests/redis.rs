@@ -355,6 +355,13 @@ async fn instances_ride_out_a_redis_restart_and_heal_a_missed_change_by_resync()
         let (status, body) = logout(gw, "workspaces/beta/logout-all", &boss).await;
         assert_eq!((status, body), (503, json!({"error": "store_unavailable"})));
         assert_eq!(outcome(gw, &bob).await, accepted(), "nothing changed");
+        let audit = gw
+            .get("/_sessiongate/v1/workspaces/beta/audit")
+            .bearer_auth(&boss)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(audit.status(), 503, "the audit trail lives in Redis");
     }
 
     relay.cut();
