@@ -11,6 +11,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::admin_api;
 use crate::body::Body;
@@ -55,6 +56,9 @@ const QUERY_VALUE: &AsciiSet = &CONTROLS
 pub struct Gateway {
     state: Arc<AppState>,
     conn: Arc<ConnInfo>,
+    /// This connection's `server.max_connections` slot, shared with any WebSocket tunnel it
+    /// opens: a tunnel is still a client connection after hyper lets go of it.
+    slot: Arc<OwnedSemaphorePermit>,
 }
 
 /// What the gateway knows about the connection a request came on.
@@ -84,10 +88,11 @@ struct AccessRecord {
 
 impl Gateway {
     /// A service for one connection.
-    pub fn new(state: Arc<AppState>, conn: ConnInfo) -> Self {
+    pub fn new(state: Arc<AppState>, conn: ConnInfo, slot: OwnedSemaphorePermit) -> Self {
         Self {
             state,
             conn: Arc::new(conn),
+            slot: Arc::new(slot),
         }
     }
 
@@ -195,12 +200,20 @@ impl Gateway {
         self.state.upstream.prepare(&mut req, &forwarding);
         let response = self.state.upstream.send(req).await?;
         record.upstream_status = Some(response.status().as_u16());
+        // A logout may have landed while the upstream was answering: nothing has been sent
+        // to the client yet, so it gets the plain refusal instead of a cut-off stream.
+        if let Some(caller) = &caller {
+            self.state
+                .sessions
+                .check(&caller.claims, clock::now())
+                .map_err(GatewayError::unauthorized)?;
+        }
         let end =
             caller.map(|caller| guard::session_ended(self.state.clone(), Arc::new(caller.claims)));
         match client_upgrade {
-            Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
-                Ok(tunnel::splice(&self.state, client, response, end))
-            }
+            Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => Ok(
+                tunnel::splice(&self.state, client, response, end, self.slot.clone()),
+            ),
             _ => Ok(match end {
                 Some(end) => response.map(|body| Guarded::new(body, end).boxed_unsync()),
                 None => response.map(|body| body.map_err(Into::into).boxed_unsync()),

@@ -45,11 +45,17 @@ pin_project! {
 
 /// Resolves when `claims` stop passing the session rule or expire. Shutdown is not an end
 /// here: in-flight responses get the grace period to finish.
+///
+/// The session was checked when the request came in, but a logout may have landed while
+/// the upstream was answering, so it is checked again first.
 pub fn session_ended(state: Arc<AppState>, claims: Arc<Claims>) -> EndSignal {
     let mut changes = state.sessions.subscribe();
     let leeway = state.config.jwt.leeway_secs;
     Box::pin(async move {
         loop {
+            if state.sessions.check(&claims, clock::now()).is_err() {
+                return Ended::Revoked;
+            }
             // The answer can change at `exp` (a preserved session ends there) and at
             // `exp + leeway` (the token itself is refused from then on).
             let now = clock::now();
@@ -71,9 +77,6 @@ pub fn session_ended(state: Arc<AppState>, claims: Arc<Claims>) -> EndSignal {
                         return std::future::pending().await;
                     }
                 }
-            }
-            if state.sessions.check(&claims, clock::now()).is_err() {
-                return Ended::Revoked;
             }
         }
     })

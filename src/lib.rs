@@ -83,6 +83,8 @@ pub enum RunError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Upstream(#[from] forward::UpstreamSetupError),
+    #[error("cannot handle SIGHUP: {0}")]
+    Signal(#[source] std::io::Error),
 }
 
 /// Runs the gateway until `shutdown` resolves: loads keys and the store, serves ops, marks
@@ -106,18 +108,21 @@ pub async fn run(
     let ops_task = listeners
         .ops
         .map(|listener| tokio::spawn(ops::serve(listener, state.clone())));
+    let acceptor = certs
+        .as_ref()
+        .map(|certs| tokio_rustls::TlsAcceptor::from(Arc::new(certs.server_config())));
+    if let Some(certs) = certs {
+        // Registered before `ready` is reported: SIGHUP must reload, never kill.
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(RunError::Signal)?;
+        tokio::spawn(certs.watch(hangup, state.shutdown.clone()));
+    }
     announce.listening();
     // A shared store is loaded by the fleet task, which keeps retrying while the main
     // listener answers 503; a local one is loaded here, and a failure stops the start.
     if !fleet::spawn(&state, announce.clone()) {
         let cutoffs = state.load().await?;
         announce.ready(&state, cutoffs);
-    }
-    let acceptor = certs
-        .as_ref()
-        .map(|certs| tokio_rustls::TlsAcceptor::from(Arc::new(certs.server_config())));
-    if let Some(certs) = certs {
-        tokio::spawn(certs.watch(state.shutdown.clone()));
     }
     server::serve(listeners.main, state, acceptor, shutdown).await;
     if let Some(task) = ops_task {

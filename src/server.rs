@@ -62,18 +62,17 @@ pub async fn serve(
             else {
                 return;
             };
-            let gateway = Gateway::new(
-                state,
-                ConnInfo {
-                    peer,
-                    tls: matches!(io, Either::Left(_)),
-                },
+            let conn = ConnInfo {
+                peer,
+                tls: matches!(io, Either::Left(_)),
+            };
+            let connection = builder.serve_connection_with_upgrades(
+                TokioIo::new(io),
+                Gateway::new(state, conn, permit),
             );
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), gateway);
             if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%error, "connection ended with an error");
             }
-            drop(permit);
         });
     }
     drop(listener);

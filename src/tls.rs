@@ -5,7 +5,7 @@
 //! old certificate and says why in the log.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -15,6 +15,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use tokio::signal::unix::Signal;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::TlsConfig;
@@ -27,6 +28,9 @@ const RELOAD_POLL: Duration = Duration::from_secs(2);
 pub struct CertStore {
     current: ArcSwap<CertifiedKey>,
     config: TlsConfig,
+    /// The files' mtimes as of the last load attempt, read before the files themselves so
+    /// a change made while loading is seen as a change.
+    loaded_mtimes: Mutex<[Option<SystemTime>; 2]>,
 }
 
 /// A certificate or key file that cannot be used.
@@ -48,10 +52,12 @@ pub fn provider() -> Arc<CryptoProvider> {
 impl CertStore {
     /// Loads the certificate chain and key named by `server.tls`.
     pub fn load(config: &TlsConfig) -> Result<Arc<Self>, TlsError> {
+        let mtimes = modified(config);
         let key = load_certified_key(config)?;
         Ok(Arc::new(Self {
             current: ArcSwap::from_pointee(key),
             config: config.clone(),
+            loaded_mtimes: Mutex::new(mtimes),
         }))
     }
 
@@ -68,6 +74,10 @@ impl CertStore {
 
     /// Reloads now; on error the old certificate stays.
     pub fn reload(&self) {
+        *self
+            .loaded_mtimes
+            .lock()
+            .expect("mtime lock is never poisoned") = modified(&self.config);
         match load_certified_key(&self.config) {
             Ok(key) => {
                 self.current.store(Arc::new(key));
@@ -79,36 +89,27 @@ impl CertStore {
         }
     }
 
-    /// Watches both files (and SIGHUP) until `stop` is cancelled.
-    pub async fn watch(self: Arc<Self>, stop: CancellationToken) {
-        let mut seen = self.modified();
-        let mut hangup =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    /// Reloads when either file changes or on `hangup` (SIGHUP, registered by the caller
+    /// before the gateway reports ready), until `stop` is cancelled.
+    pub async fn watch(self: Arc<Self>, mut hangup: Signal, stop: CancellationToken) {
         loop {
-            let hup = async {
-                match hangup.as_mut() {
-                    Some(signal) => signal.recv().await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = hup => self.reload(),
+                _ = hangup.recv() => self.reload(),
                 () = tokio::time::sleep(RELOAD_POLL) => {
-                    let now = self.modified();
-                    if now != seen {
-                        seen = now;
+                    let changed = modified(&self.config) != *self.loaded_mtimes.lock().expect("mtime lock is never poisoned");
+                    if changed {
                         self.reload();
                     }
                 }
             }
         }
     }
+}
 
-    fn modified(&self) -> [Option<SystemTime>; 2] {
-        let mtime = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        [mtime(&self.config.cert), mtime(&self.config.key)]
-    }
+fn modified(config: &TlsConfig) -> [Option<SystemTime>; 2] {
+    let mtime = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    [mtime(&config.cert), mtime(&config.key)]
 }
 
 impl ResolvesServerCert for CertStore {

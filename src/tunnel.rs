@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::body::{self, Body};
 use crate::guard::{EndSignal, Ended};
@@ -38,10 +39,13 @@ pub fn splice(
     client: OnUpgrade,
     mut upstream: Response<Incoming>,
     end: Option<EndSignal>,
+    slot: Arc<OwnedSemaphorePermit>,
 ) -> Response<Body> {
     let upstream_upgrade = hyper::upgrade::on(&mut upstream);
     let shutdown = state.shutdown.clone();
     state.tunnels.spawn(async move {
+        // Held until the tunnel ends: the connection slot is released with it.
+        let _slot = slot;
         let (client, upstream) = match tokio::try_join!(client, upstream_upgrade) {
             Ok(pair) => pair,
             Err(error) => {
