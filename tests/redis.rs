@@ -158,6 +158,43 @@ async fn logout_all_on_one_instance_is_enforced_by_the_others_within_a_second() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_download_on_another_instance_is_cut_within_a_second_of_logout_all() {
+    const ENDLESS: usize = 1 << 40;
+    let Some(redis) = redis_server().start().await else {
+        return;
+    };
+    let upstream = upstream().await;
+    let gws = fleet(&upstream, &redis, 2).await;
+    let root = admin("root", "acme").sign();
+    let mut download = gws[1]
+        .get(&format!("/download/{ENDLESS}"))
+        .bearer_auth(token().sub("alice").workspace("acme").sign())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    let mut received = download.chunk().await.unwrap().unwrap().len();
+
+    assert_eq!(
+        logout(&gws[0], "workspaces/acme/logout-all", &root).await.0,
+        200
+    );
+    let answered = Instant::now();
+    let cut = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(chunk)) = download.chunk().await {
+            received += chunk.len();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        answered.elapsed()
+    })
+    .await
+    .expect("the download of a logged-out session still runs 5 s later");
+    println!("download on the other instance cut {cut:?} after the logout-all's 200");
+    assert!(cut < Duration::from_secs(1), "{cut:?}");
+    assert!(received < ENDLESS);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn instances_notified_counts_the_running_instances() {
     let Some(redis) = redis_server().start().await else {
         return;
