@@ -3,7 +3,7 @@
 //! One background task owns the link: connect (a command connection and a subscription
 //! to the change channel), load every cutoff, then follow the channel, ping both
 //! connections every second and resync every `store.resync_secs`. Any failure drops the
-//! link; the task reconnects with backoff and resyncs first, so a change published while
+//! link; the task reconnects with backoff and resyncs at once, so a change published while
 //! this instance was away is healed. Requests never wait for any of this: they are checked
 //! against the cutoffs already in memory.
 
