@@ -14,11 +14,11 @@ use crate::audit::{Action, AuditRecord, Category};
 use crate::body::{self, Body};
 use crate::clock;
 use crate::error::{Forbidden, GatewayError};
-use crate::gateway::{Caller, ConnInfo, authenticate};
+use crate::gateway::{Caller, ConnInfo, authenticate, open_gate};
 use crate::metrics::ActionLabels;
 use crate::sessions::{Preserved, Scope};
 use crate::state::AppState;
-use crate::store::Change;
+use crate::store::{Change, Committed};
 use crate::token::{TokenSource, session_id_prefix};
 
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -67,9 +67,7 @@ pub async fn handle(
 ) -> Result<Response<Body>, GatewayError> {
     let rest = &req.uri().path()[state.config.admin_prefix.len()..];
     let route = Route::parse(rest, req.method())?;
-    if !state.is_ready() {
-        return Err(GatewayError::NotReady);
-    }
+    open_gate(state)?;
     let caller = authenticate(state, req.headers())
         .await
         .map_err(GatewayError::unauthorized)?;
@@ -191,7 +189,11 @@ async fn logout(state: &AppState, logout: Logout<'_>) -> Result<Response<Body>, 
         user_agent,
         sessions_valid_after: 0,
     };
-    let (cutoff, record) = state
+    let Committed {
+        cutoff,
+        audit: record,
+        notified,
+    } = state
         .store
         .commit(change, record)
         .await
@@ -216,6 +218,9 @@ async fn logout(state: &AppState, logout: Logout<'_>) -> Result<Response<Body>, 
     });
     if let Some(subject) = record.subject {
         answer["subject"] = json!(subject);
+    }
+    if let Some(notified) = notified {
+        answer["instances_notified"] = json!(notified);
     }
     Ok(body::json(StatusCode::OK, &answer))
 }

@@ -160,8 +160,27 @@ pub enum TimeClaim {
 #[derive(Debug, Clone)]
 pub enum StoreConfig {
     Embedded { path: PathBuf },
+    Redis(RedisConfig),
     Memory,
 }
+
+/// `store.backend = "redis"`: one Redis shared by a fleet of gateways.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: RedisUrl,
+    /// `store.redis_key_prefix`: every key and the pub/sub channel start with it.
+    pub key_prefix: String,
+    /// `store.redis_ca_file`: trust these CAs for `rediss://` instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// `store.resync_secs`: time between full resyncs.
+    pub resync: Duration,
+    /// `store.max_staleness_secs`; `None` when 0 (enforce cached cutoffs however old).
+    pub max_staleness: Option<Duration>,
+}
+
+/// `store.redis_url`, which may carry a password: `Debug` never shows it.
+#[derive(Clone)]
+pub struct RedisUrl(String);
 
 /// `[log]`
 #[derive(Debug, Clone)]
@@ -590,15 +609,39 @@ fn store(raw: RawStore) -> Result<StoreConfig, ConfigError> {
             path: raw.path.into(),
         }),
         "memory" => Ok(StoreConfig::Memory),
-        "redis" => Err(invalid(
-            "store.backend",
-            "the redis backend is not available in this build yet",
-        )),
+        "redis" => Ok(StoreConfig::Redis(redis_store(raw)?)),
         _ => Err(invalid(
             "store.backend",
             "must be \"embedded\", \"redis\" or \"memory\"",
         )),
     }
+}
+
+fn redis_store(raw: RawStore) -> Result<RedisConfig, ConfigError> {
+    let url = RedisUrl::parse(&raw.redis_url)?;
+    if raw.redis_key_prefix.is_empty() {
+        return Err(invalid(
+            "store.redis_key_prefix",
+            "must not be empty: the gateway's keys would mix with everything else in the database",
+        ));
+    }
+    if raw.redis_ca_file.is_some() && !url.is_tls() {
+        return Err(invalid(
+            "store.redis_ca_file",
+            "only applies to rediss:// URLs",
+        ));
+    }
+    if raw.resync_secs == 0 {
+        return Err(invalid("store.resync_secs", "must be at least 1"));
+    }
+    Ok(RedisConfig {
+        url,
+        key_prefix: raw.redis_key_prefix,
+        ca_file: raw.redis_ca_file.map(PathBuf::from),
+        resync: Duration::from_secs(raw.resync_secs),
+        max_staleness: (raw.max_staleness_secs > 0)
+            .then(|| Duration::from_secs(raw.max_staleness_secs)),
+    })
 }
 
 fn parse<T: FromStr>(key: &str, text: &str) -> Result<T, ConfigError>
@@ -644,6 +687,49 @@ impl ClaimPath {
         rest.iter().try_fold(claims.get(first)?, |value, segment| {
             value.as_object()?.get(segment)
         })
+    }
+}
+
+// === impl RedisUrl ===
+
+impl RedisUrl {
+    /// Accepts `redis://` and `rediss://` URLs the redis client can use. Errors never repeat
+    /// the URL: it may hold a password.
+    fn parse(text: &str) -> Result<Self, ConfigError> {
+        const KEY: &str = "store.redis_url";
+        if !(text.starts_with("redis://") || text.starts_with("rediss://")) {
+            return Err(invalid(KEY, "must start with redis:// or rediss://"));
+        }
+        if text.ends_with("#insecure") {
+            return Err(invalid(KEY, "TLS certificate checks cannot be turned off"));
+        }
+        // The client's messages are fixed strings, never the URL itself.
+        redis::IntoConnectionInfo::into_connection_info(text)
+            .map_err(|error| invalid(KEY, format!("not a usable Redis URL: {error}")))?;
+        Ok(Self(text.to_string()))
+    }
+
+    /// The URL with its password, for the redis client only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the URL asks for TLS (`rediss://`).
+    pub fn is_tls(&self) -> bool {
+        self.0.starts_with("rediss://")
+    }
+
+    /// The URL without any `user:password@` part, for logs and `check`.
+    pub fn redacted(&self) -> String {
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("redis", &self.0));
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        format!("{scheme}://{rest}")
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
     }
 }
 
@@ -757,6 +843,61 @@ mod tests {
     fn required_keys_are_named() {
         assert!(error("jwt.algorithms = [\"HS256\"]", &[]).starts_with("upstream.url"));
         assert!(error("upstream.url = \"http://a\"", &[]).starts_with("jwt.algorithms"));
+    }
+
+    #[test]
+    fn redis_store_gets_its_defaults_and_hides_the_password() {
+        let env = [
+            ("SESSIONGATE__STORE__BACKEND", "redis"),
+            (
+                "SESSIONGATE__STORE__REDIS_URL",
+                "redis://:hunter2@10.0.0.5:6380/2",
+            ),
+        ];
+        let config = Config::from_toml(MINIMAL, &env).unwrap();
+        let StoreConfig::Redis(redis) = &config.store else {
+            panic!("redis backend expected: {:?}", config.store);
+        };
+        assert_eq!(redis.key_prefix, "sessiongate:");
+        assert_eq!(redis.resync, Duration::from_secs(30));
+        assert_eq!(redis.max_staleness, None);
+        assert_eq!(redis.url.expose(), "redis://:hunter2@10.0.0.5:6380/2");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("redis://10.0.0.5:6380/2"), "{shown}");
+    }
+
+    #[test]
+    fn invalid_redis_settings_name_their_key_never_the_password() {
+        let redis = ("SESSIONGATE__STORE__BACKEND", "redis");
+        let cases = [
+            (
+                "SESSIONGATE__STORE__REDIS_URL",
+                "http://:hunter2@h",
+                "store.redis_url",
+            ),
+            (
+                "SESSIONGATE__STORE__REDIS_URL",
+                "redis://:hunter2@h:x",
+                "store.redis_url",
+            ),
+            (
+                "SESSIONGATE__STORE__REDIS_KEY_PREFIX",
+                "",
+                "store.redis_key_prefix",
+            ),
+            ("SESSIONGATE__STORE__RESYNC_SECS", "0", "store.resync_secs"),
+            (
+                "SESSIONGATE__STORE__REDIS_CA_FILE",
+                "ca.pem",
+                "store.redis_ca_file",
+            ),
+        ];
+        for (var, value, key) in cases {
+            let message = error(MINIMAL, &[redis, (var, value)]);
+            assert!(message.starts_with(key), "{var}={value}: {message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
     }
 
     #[test]

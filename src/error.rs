@@ -34,6 +34,8 @@ pub enum GatewayError {
     PayloadTooLarge,
     #[error("not ready: keys or store not loaded")]
     NotReady,
+    #[error("out of sync with the shared store for longer than store.max_staleness_secs")]
+    StoreStale,
     #[error("store unavailable: {0}")]
     StoreUnavailable(#[from] StoreError),
     #[error("upstream: {0}")]
@@ -95,7 +97,9 @@ impl GatewayError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NotReady | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::StoreStale | Self::StoreUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Upstream(UpstreamError::Unreachable(_)) => StatusCode::BAD_GATEWAY,
             Self::Upstream(UpstreamError::ConnectTimeout(_) | UpstreamError::Timeout) => {
                 StatusCode::GATEWAY_TIMEOUT
@@ -136,6 +140,7 @@ impl GatewayError {
             }
             Self::PayloadTooLarge => error_json(status, "payload_too_large", None),
             Self::NotReady => error_json(status, "not_ready", None),
+            Self::StoreStale => error_json(status, "store_stale", None),
             Self::StoreUnavailable(_) => error_json(status, "store_unavailable", None),
             Self::Upstream(UpstreamError::Unreachable(_)) => {
                 error_json(status, "bad_gateway", None)

@@ -176,9 +176,7 @@ impl Gateway {
             record.admin = true;
             return admin_api::handle(&self.state, req, &self.conn).await;
         }
-        if !self.state.is_ready() {
-            return Err(GatewayError::NotReady);
-        }
+        open_gate(&self.state)?;
         let caller = match config.auth.public_paths.matches(path) {
             true => None,
             false => Some(
@@ -271,6 +269,18 @@ impl hyper::service::Service<Request<Incoming>> for Gateway {
         let gateway = self.clone();
         Box::pin(async move { Ok(gateway.handle(req).await) })
     }
+}
+
+/// Fail closed: 503 until every cutoff is loaded, and while the cutoffs in memory are older
+/// than `store.max_staleness_secs` allows.
+pub fn open_gate(state: &AppState) -> Result<(), GatewayError> {
+    if !state.is_ready() {
+        return Err(GatewayError::NotReady);
+    }
+    if state.store.shared().is_some_and(|store| store.is_stale()) {
+        return Err(GatewayError::StoreStale);
+    }
+    Ok(())
 }
 
 /// SPEC section 1 in full: find the token, verify it, then check the session cutoffs.

@@ -17,11 +17,13 @@
 //!                            tunnel (tunnel.rs): closed when the session ends
 //!             Err(e) -> e.into_response()   the only place an error becomes a response
 //!             one access-log event + metrics per request
-//! admin_api   logout -> store commit (fsync) -> Sessions::apply -> 200
+//! admin_api   logout -> store commit (fsync | Redis script + PUBLISH) -> Sessions::apply -> 200
+//! fleet.rs    (redis store) subscribe -> resync -> apply published changes; ping, resync
 //! ```
 //!
 //! A request never waits on the store: cutoffs are loaded into memory before the gateway
-//! reports ready, and the admin API updates memory after each commit.
+//! reports ready, and the admin API updates memory after each commit. With a shared store
+//! the fleet task also applies every other instance's commits as they are published.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,6 +38,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod fleet;
 pub mod forward;
 pub mod gateway;
 pub mod guard;
@@ -61,6 +64,14 @@ pub struct Listeners {
     pub ops: Option<TcpListener>,
 }
 
+/// The `listening` and `ready` log lines, which name the bound addresses (the test
+/// harness and operators wait for them).
+#[derive(Debug, Clone)]
+pub struct Announce {
+    listen: String,
+    ops: Option<String>,
+}
+
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -77,7 +88,7 @@ pub enum RunError {
 }
 
 /// Runs the gateway until `shutdown` resolves: loads keys and the store, serves ops, marks
-/// ready once every cutoff is in memory, then serves the main listener and drains.
+/// ready once every cutoff is in memory, serves the main listener and drains.
 pub async fn run(
     config: Config,
     listeners: Listeners,
@@ -97,7 +108,7 @@ pub async fn run(
         .verifier
         .keys()
         .spawn_refreshers(state.metrics.jwks_refreshes.clone(), state.shutdown.clone());
-    let ops_addr = listeners.ops.as_ref().and_then(|l| l.local_addr().ok());
+    let announce = Announce::new(&listeners);
     let ops_task = listeners
         .ops
         .map(|listener| tokio::spawn(ops::serve(listener, state.clone())));
@@ -110,15 +121,13 @@ pub async fn run(
             .map_err(RunError::Signal)?;
         tokio::spawn(certs.watch(hangup, state.shutdown.clone()));
     }
-    let cutoffs = state.load().await?;
-    let listen = listeners
-        .main
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let ops = ops_addr.map(|a| a.to_string());
-    tracing::info!(listen, ops, cutoffs, "listening");
-    tokio::spawn(report_ready(state.clone(), listen, ops));
+    announce.listening();
+    // A shared store is loaded by the fleet task, which keeps retrying while the main
+    // listener answers 503; a local one is loaded here, and a failure stops the start.
+    if !fleet::spawn(&state) {
+        state.load().await?;
+    }
+    tokio::spawn(announce.when_ready(state.clone()));
     server::serve(listeners.main, state, acceptor, shutdown).await;
     if let Some(task) = ops_task {
         task.abort();
@@ -127,12 +136,29 @@ pub async fn run(
     Ok(())
 }
 
-/// Logs `ready` once keys (remote JWKS included) and the store are loaded; until then the
-/// gateway answers 503 on the listener it already serves.
-async fn report_ready(state: Arc<state::AppState>, listen: String, ops: Option<String>) {
-    while !state.is_ready() {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+// === impl Announce ===
+
+impl Announce {
+    fn new(listeners: &Listeners) -> Self {
+        let address = |listener: &TcpListener| listener.local_addr().ok().map(|a| a.to_string());
+        Self {
+            listen: address(&listeners.main).unwrap_or_default(),
+            ops: listeners.ops.as_ref().and_then(address),
+        }
     }
-    let keys = state.verifier.keys().current().len();
-    tracing::info!(listen, ops, keys, "ready");
+
+    /// Both listeners are bound; requests get 503 until `ready`.
+    fn listening(&self) {
+        tracing::info!(listen = %self.listen, ops = self.ops, "listening");
+    }
+
+    /// Logs `ready` once keys (remote JWKS included) and every stored cutoff are loaded.
+    async fn when_ready(self, state: Arc<state::AppState>) {
+        while !state.is_ready() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let keys = state.verifier.keys().current().len();
+        let cutoffs = state.metrics.cutoffs_loaded.get();
+        tracing::info!(listen = %self.listen, ops = self.ops, cutoffs, keys, "ready");
+    }
 }

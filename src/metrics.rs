@@ -3,6 +3,8 @@
 //! Counters touched on every request are resolved once at start, so the request path
 //! only does atomic adds (a `Family` lookup takes a lock).
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -32,6 +34,12 @@ pub struct Metrics {
     pub jwks_refreshes: Family<ResultLabels, Counter>,
     pub verify_cache_hits: Counter,
     pub verify_cache_misses: Counter,
+    /// Shared store only: seconds since this instance was last known in step with it.
+    pub store_sync_age: Gauge<f64, AtomicU64>,
+    /// Shared store only: links to Redis lost (each is followed by reconnect and resync).
+    pub store_disconnects: Counter,
+    /// Shared store only: full resyncs completed (after each connect, every resync_secs).
+    pub store_resyncs: Counter,
 }
 
 /// How a request on the main listener ended.
@@ -128,7 +136,25 @@ impl Metrics {
         let cutoffs_loaded = gauge(
             &mut registry,
             "cutoffs_loaded",
-            "Cutoffs loaded from the store at start",
+            "Cutoffs loaded from the store (at start; shared store: at the last resync)",
+        );
+        let store_sync_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "store_sync_age_seconds",
+            "Seconds since the last proof of sync with the shared store (0 for embedded)",
+            store_sync_age.clone(),
+        );
+        let store_disconnects = Counter::default();
+        registry.register(
+            "store_disconnects",
+            "Links to the shared store lost",
+            store_disconnects.clone(),
+        );
+        let store_resyncs = Counter::default();
+        registry.register(
+            "store_resyncs",
+            "Full resyncs from the shared store",
+            store_resyncs.clone(),
         );
         let jwks_refreshes = Family::<ResultLabels, Counter>::default();
         registry.register(
@@ -178,6 +204,9 @@ impl Metrics {
             jwks_refreshes,
             verify_cache_hits,
             verify_cache_misses,
+            store_sync_age,
+            store_disconnects,
+            store_resyncs,
         }
     }
 

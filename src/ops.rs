@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::body::{self, Body};
-use crate::state::AppState;
+use crate::state::{AppState, StoreStatus};
 
 /// Serves the ops endpoints until the task is dropped.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
@@ -34,6 +34,7 @@ fn answer(state: &AppState, req: &Request<Incoming>) -> Response<Body> {
         ("GET", "/healthz") => body::json(StatusCode::OK, &json!({ "status": "ok" })),
         ("GET", "/readyz") => readyz(state),
         ("GET", "/metrics") => {
+            state.observe_store();
             let mut response = Response::new(body::full(state.metrics.encode()));
             let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
             response.headers_mut().insert(
@@ -46,18 +47,19 @@ fn answer(state: &AppState, req: &Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// 200 while proxied requests can pass: a degraded shared store still enforces the last
+/// loaded cutoffs, so it stays ready; a stale one (`store.max_staleness_secs`) does not,
+/// nor does an instance whose keys (remote JWKS) have not loaded yet.
 fn readyz(state: &AppState) -> Response<Body> {
-    let ready = state.is_ready();
-    let keys = if state.verifier.keys().is_ready() {
-        "loaded"
-    } else {
-        "loading"
+    let keys_ready = state.verifier.keys().is_ready();
+    let keys = if keys_ready { "loaded" } else { "loading" };
+    let (store_ready, store) = match state.store_status() {
+        StoreStatus::Loading => (false, "loading"),
+        StoreStatus::Loaded => (true, "loaded"),
+        StoreStatus::Degraded => (true, "degraded"),
+        StoreStatus::Stale => (false, "stale"),
     };
-    let store = if state.store_is_loaded() {
-        "loaded"
-    } else {
-        "loading"
-    };
+    let ready = keys_ready && store_ready;
     let status = if ready {
         StatusCode::OK
     } else {

@@ -14,6 +14,19 @@ use crate::sessions::Sessions;
 use crate::store::Store;
 use crate::token::Verifier;
 
+/// What `/readyz` says about the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreStatus {
+    /// Not every cutoff is in memory yet: fail closed.
+    Loading,
+    /// In step with the store.
+    Loaded,
+    /// The shared store is out of reach: enforcing the last loaded cutoffs.
+    Degraded,
+    /// Out of reach for longer than `store.max_staleness_secs`: proxied requests get 503.
+    Stale,
+}
+
 /// Shared by every connection and task.
 pub struct AppState {
     pub config: Config,
@@ -33,19 +46,15 @@ pub struct AppState {
 // === impl AppState ===
 
 impl AppState {
-    /// State that is not ready until `mark_ready`.
+    /// State that is not ready until the store is loaded and every key source answered.
     pub fn new(config: Config, keys: Arc<KeyRing>, store: Store, upstream: Upstream) -> Self {
         let metrics = Metrics::new();
+        let cache_counters = (
+            metrics.verify_cache_hits.clone(),
+            metrics.verify_cache_misses.clone(),
+        );
         Self {
-            verifier: Verifier::new(
-                config.jwt.clone(),
-                config.sessions,
-                keys,
-                (
-                    metrics.verify_cache_hits.clone(),
-                    metrics.verify_cache_misses.clone(),
-                ),
-            ),
+            verifier: Verifier::new(config.jwt.clone(), config.sessions, keys, cache_counters),
             upstream,
             shutdown: CancellationToken::new(),
             tunnels: TaskTracker::new(),
@@ -74,9 +83,37 @@ impl AppState {
         for (scope, cutoff) in cutoffs {
             self.sessions.apply(&scope, cutoff);
         }
-        self.metrics.cutoffs_loaded.set(count as i64);
+        self.loaded(count);
+        Ok(count)
+    }
+
+    /// Every stored cutoff is in `sessions` (`count` of them). The fleet task calls this
+    /// after each resync of a shared store.
+    pub fn loaded(&self, count: usize) {
+        self.metrics
+            .cutoffs_loaded
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
         self.metrics.store_up.set(1);
         self.store_loaded.store(true, Ordering::Release);
-        Ok(count)
+    }
+
+    /// Where this instance stands with its store.
+    pub fn store_status(&self) -> StoreStatus {
+        if !self.store_is_loaded() {
+            return StoreStatus::Loading;
+        }
+        match self.store.shared() {
+            Some(store) if store.is_stale() => StoreStatus::Stale,
+            Some(store) if !store.is_up() => StoreStatus::Degraded,
+            _ => StoreStatus::Loaded,
+        }
+    }
+
+    /// Sets the store gauges that depend on the time of the scrape.
+    pub fn observe_store(&self) {
+        if let Some(store) = self.store.shared() {
+            let age = store.since_sync().as_secs_f64();
+            self.metrics.store_sync_age.set(age);
+        }
     }
 }

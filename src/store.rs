@@ -8,13 +8,18 @@ use crate::config::StoreConfig;
 use crate::sessions::{Cutoff, Preserved, Scope};
 
 mod embedded;
+mod redis;
 
 pub use embedded::EmbeddedStore;
+pub use redis::{Published, RedisStore, Subscription};
 
 /// The configured store.
 pub enum Store {
     /// redb, on a file (`embedded`) or in memory (`memory`, for tests).
     Embedded(EmbeddedStore),
+    /// One Redis shared by a fleet; kept in step by `crate::fleet`. Boxed: it is large
+    /// and there is one per process.
+    Redis(Box<RedisStore>),
 }
 
 /// A logout to commit: the proposed cutoff never lowers the stored one.
@@ -23,6 +28,17 @@ pub struct Change {
     pub scope: Scope,
     pub valid_after: i64,
     pub preserved: Option<Preserved>,
+}
+
+/// What a commit left in the store.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The cutoff now in force: the higher of the stored and the proposed.
+    pub cutoff: Cutoff,
+    /// The audit record as stored.
+    pub audit: AuditRecord,
+    /// Gateways that received the change (shared stores only), this one included.
+    pub notified: Option<u64>,
 }
 
 /// The store could not do what was asked; nothing was changed.
@@ -44,6 +60,21 @@ pub enum StoreError {
     Corrupt(#[from] serde_json::Error),
     #[error("store task stopped: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("store.redis_ca_file: {path}: {source}")]
+    RedisCaFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("store.redis_url: {0}")]
+    RedisClient(#[source] ::redis::RedisError),
+    #[error("not connected to Redis")]
+    Unavailable,
+    #[error("Redis closed the subscription")]
+    Disconnected,
+    #[error("Redis did not answer in time")]
+    Timeout,
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
 }
 
 /// redb reports each kind of failure with its own type; all of them mean "not committed".
@@ -67,7 +98,8 @@ from_redb!(
 // === impl Store ===
 
 impl Store {
-    /// Opens (creating if needed) the configured store.
+    /// Opens (creating if needed) the configured store. A Redis store is not connected
+    /// yet: `crate::fleet` does that, and keeps retrying.
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
         match config {
             StoreConfig::Embedded { path } => {
@@ -82,6 +114,15 @@ impl Store {
                 );
                 Ok(Self::Embedded(EmbeddedStore::in_memory()?))
             }
+            StoreConfig::Redis(config) => Ok(Self::Redis(Box::new(RedisStore::open(config)?))),
+        }
+    }
+
+    /// The store shared by a fleet, if this is one.
+    pub fn shared(&self) -> Option<&RedisStore> {
+        match self {
+            Self::Embedded(_) => None,
+            Self::Redis(store) => Some(store),
         }
     }
 
@@ -89,23 +130,29 @@ impl Store {
     pub async fn load(&self) -> Result<Vec<(Scope, Cutoff)>, StoreError> {
         match self {
             Self::Embedded(store) => store.clone().blocking(|s| s.load()).await,
+            Self::Redis(store) => store.load().await,
         }
     }
 
-    /// Commits a logout and its audit record atomically; returns the cutoff now in force
-    /// (the higher of the stored and the proposed) and the record as stored.
+    /// Commits a logout and its audit record atomically.
     pub async fn commit(
         &self,
         change: Change,
         audit: AuditRecord,
-    ) -> Result<(Cutoff, AuditRecord), StoreError> {
+    ) -> Result<Committed, StoreError> {
         match self {
             Self::Embedded(store) => {
-                store
+                let (cutoff, audit) = store
                     .clone()
                     .blocking(move |s| s.commit(&change, audit))
-                    .await
+                    .await?;
+                Ok(Committed {
+                    cutoff,
+                    audit,
+                    notified: None,
+                })
             }
+            Self::Redis(store) => store.commit(&change, &audit).await,
         }
     }
 
@@ -123,6 +170,7 @@ impl Store {
                     .blocking(move |s| s.audit(&workspace, limit))
                     .await
             }
+            Self::Redis(store) => store.audit(&workspace, limit).await,
         }
     }
 }

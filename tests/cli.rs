@@ -196,6 +196,7 @@ fn reference_config_documents_every_key() {
         "store.path",
         "store.redis_url",
         "store.redis_key_prefix",
+        "store.redis_ca_file",
         "store.resync_secs",
         "store.max_staleness_secs",
         "log.format",

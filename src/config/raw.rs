@@ -127,6 +127,8 @@ pub struct RawStore {
     pub path: String,
     pub redis_url: String,
     pub redis_key_prefix: String,
+    /// PEM bundle trusted for `rediss://` instead of the system roots (a private CA).
+    pub redis_ca_file: Option<String>,
     pub resync_secs: u64,
     pub max_staleness_secs: u64,
 }
@@ -229,6 +231,7 @@ impl Default for RawStore {
             path: "data/sessiongate.redb".into(),
             redis_url: "redis://127.0.0.1:6379/0".into(),
             redis_key_prefix: "sessiongate:".into(),
+            redis_ca_file: None,
             resync_secs: 30,
             max_staleness_secs: 0,
         }

@@ -341,7 +341,7 @@ impl Gateway {
         let Ok(ready) = ready else {
             let _ = child.kill();
             panic!(
-                "gateway did not become ready; output:\n{}",
+                "gateway did not log {wait_for:?}; output:\n{}",
                 logs.lock().unwrap().join("\n")
             );
         };
@@ -597,4 +597,299 @@ pub fn b64(text: &str) -> String {
 /// The `[[jwt.keys]]` body for a fixture public key file.
 pub fn public_key(file: &str) -> String {
     format!("public_key_file = \"{}\"", fixture(file).display())
+}
+
+// ============================================================================
+// Redis (tests/redis.rs): real redis-server processes on free ports
+// ============================================================================
+
+/// How a test `redis-server` is started.
+#[derive(Debug, Clone, Default)]
+pub struct RedisBuilder {
+    password: Option<String>,
+    tls: bool,
+    persistent: bool,
+}
+
+/// A `redis-server` on a free loopback port, SIGKILLed on drop.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    options: RedisBuilder,
+    dir: tempfile::TempDir,
+}
+
+/// A plain `redis-server`: no password, no TLS, nothing kept on disk.
+pub fn redis_server() -> RedisBuilder {
+    RedisBuilder::default()
+}
+
+/// A free loopback port (bound, then released for the child to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl RedisBuilder {
+    /// `--requirepass`.
+    pub fn password(mut self, password: &str) -> Self {
+        self.password = Some(password.to_string());
+        self
+    }
+
+    /// TLS only (`--tls-port`, no plain port), with the development certificates.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
+    /// Append-only file with fsync on every write, so a SIGKILL loses nothing.
+    pub fn persistent(mut self) -> Self {
+        self.persistent = true;
+        self
+    }
+
+    /// Starts the server and waits until it answers. `None` (after a loud SKIP line) when
+    /// redis-server is not installed, or lacks TLS for a TLS server; on CI a missing
+    /// redis-server is a failure instead.
+    pub async fn start(self) -> Option<RedisServer> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+                panic!("redis-server is not installed; CI machines must have it");
+            }
+            eprintln!("\n*** SKIP: redis-server is not installed; Redis tests did not run ***\n");
+            return None;
+        }
+        let mut server = RedisServer {
+            child: None,
+            port: free_port(),
+            options: self,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        server.restart().await.then_some(server)
+    }
+}
+
+impl RedisServer {
+    /// `redis://` or `rediss://` URL for the gateway, with the password when there is one.
+    pub fn url(&self) -> String {
+        self.url_with(self.options.password.as_deref())
+    }
+
+    /// The same server with another password (or none) in the URL.
+    pub fn url_with(&self, password: Option<&str>) -> String {
+        let scheme = if self.options.tls { "rediss" } else { "redis" };
+        let auth = password.map(|p| format!(":{p}@")).unwrap_or_default();
+        let host = if self.options.tls {
+            "localhost"
+        } else {
+            "127.0.0.1"
+        };
+        format!("{scheme}://{auth}{host}:{}/0", self.port)
+    }
+
+    /// A connection for inspecting what the gateways wrote.
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        let client = if self.options.tls {
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(dev_cert("ca.pem")).unwrap()),
+            };
+            redis::Client::build_with_tls(self.url(), certificates).unwrap()
+        } else {
+            redis::Client::open(self.url()).unwrap()
+        };
+        client.get_multiplexed_async_connection().await.unwrap()
+    }
+
+    /// SIGKILL: no shutdown, no save.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts (again) on the same port and data directory; false when TLS is missing.
+    pub async fn restart(&mut self) -> bool {
+        self.kill();
+        let log = self.dir.path().join("redis.log");
+        let child = Command::new("redis-server")
+            .args(self.args())
+            .arg("--logfile")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            let exited = self.child.as_mut().unwrap().try_wait().unwrap().is_some();
+            if exited {
+                let output = std::fs::read_to_string(&log).unwrap_or_default();
+                if self.options.tls && output.to_lowercase().contains("tls") {
+                    eprintln!(
+                        "\n*** SKIP: this redis-server cannot serve TLS; rediss:// test did not run ***\n{output}"
+                    );
+                    return false;
+                }
+                panic!("redis-server exited at start:\n{output}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not listen on {}", self.port);
+    }
+
+    fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = ["--bind", "127.0.0.1", "--dir"].map(String::from).into();
+        args.push(self.dir.path().display().to_string());
+        let port = self.port.to_string();
+        if self.options.tls {
+            let cert = |name: &str| dev_cert(name).display().to_string();
+            args.extend(
+                [
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--tls-cert-file",
+                    &cert("localhost.pem"),
+                    "--tls-key-file",
+                    &cert("localhost.key"),
+                    "--tls-ca-cert-file",
+                    &cert("ca.pem"),
+                    "--tls-auth-clients",
+                    "no",
+                ]
+                .map(String::from),
+            );
+        } else {
+            args.extend(["--port".to_string(), port]);
+        }
+        let durability = if self.options.persistent {
+            [
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ]
+            .as_slice()
+        } else {
+            ["--save", "", "--appendonly", "no"].as_slice()
+        };
+        args.extend(durability.iter().map(|a| a.to_string()));
+        if let Some(password) = &self.options.password {
+            args.extend(["--requirepass".to_string(), password.clone()]);
+        }
+        args
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A file under certs/ (development certificates).
+pub fn dev_cert(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("certs")
+        .join(name)
+}
+
+impl GatewayBuilder {
+    /// Uses `redis` as the store (`store.backend = "redis"`), trusting the development CA
+    /// for a TLS server.
+    pub fn redis(self, redis: &RedisServer) -> Self {
+        let builder = self.redis_url(&redis.url());
+        match redis.options.tls {
+            true => builder.set(&format!(
+                "store.redis_ca_file = \"{}\"",
+                dev_cert("ca.pem").display()
+            )),
+            false => builder,
+        }
+    }
+
+    /// `store.backend = "redis"` at `url`.
+    pub fn redis_url(self, url: &str) -> Self {
+        self.set("store.backend = \"redis\"")
+            .set(&format!("store.redis_url = \"{url}\""))
+    }
+}
+
+/// A TCP relay to a local port that a test can cut: every open connection is closed and new
+/// ones are refused until `restore`. Puts one gateway out of Redis's reach while the
+/// others keep it.
+pub struct Relay {
+    pub port: u16,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    cuts: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Relays a free loopback port to `target_port`.
+    pub async fn start(target_port: u16) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cuts, _) = tokio::sync::watch::channel(0u64);
+        let (gate, watch) = (open.clone(), cuts.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !gate.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                let mut cut = watch.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Relay {
+            port,
+            open,
+            cuts,
+            task,
+        }
+    }
+
+    /// Closes every relayed connection and refuses new ones.
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    /// Relays new connections again.
+    pub fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

@@ -1,0 +1,184 @@
+//! Keeps this instance in step with the store a fleet of gateways shares (Redis).
+//!
+//! One background task owns the link: connect (a command connection and a subscription
+//! to the change channel), load every cutoff, then follow the channel, ping both
+//! connections every second and resync every `store.resync_secs`. Any failure drops the
+//! link; the task reconnects with backoff and resyncs at once, so a change published while
+//! this instance was away is healed. Requests never wait for any of this: they are checked
+//! against the cutoffs already in memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::time::{MissedTickBehavior, interval_at};
+
+use crate::state::AppState;
+use crate::store::{Published, RedisStore, StoreError, Subscription};
+
+/// How often both connections are pinged: a silent network failure shows within ~2 s.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Reconnect delays double from the first to the last.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LAST_RETRY: Duration = Duration::from_secs(1);
+
+/// The task's memory between attempts.
+struct Link {
+    retry: Duration,
+    /// The current outage has been logged once already; later retries stay quiet.
+    outage_logged: bool,
+}
+
+/// Starts the fleet task when the store is shared; returns whether it did. The task ends
+/// at shutdown.
+pub fn spawn(state: &Arc<AppState>) -> bool {
+    if state.store.shared().is_none() {
+        return false;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        let Some(store) = state.store.shared() else {
+            return;
+        };
+        let mut link = Link {
+            retry: FIRST_RETRY,
+            outage_logged: false,
+        };
+        tokio::select! {
+            () = keep_in_sync(&state, store, &mut link) => {}
+            () = state.shutdown.cancelled() => {}
+        }
+    });
+    true
+}
+
+async fn keep_in_sync(state: &AppState, store: &RedisStore, link: &mut Link) {
+    loop {
+        let error = match store.connect().await {
+            Ok(subscription) => follow(state, store, subscription, link).await,
+            Err(error) => error,
+        };
+        link.lost(state, store, &error);
+        tokio::time::sleep(link.retry).await;
+        link.retry = (link.retry * 2).min(LAST_RETRY);
+    }
+}
+
+/// Applies changes as they are published while resyncing (first at once, then every
+/// `store.resync_secs`); returns why the link ended. A resync of millions of cutoffs takes
+/// seconds, so it runs beside the channel instead of holding its messages back.
+async fn follow(
+    state: &AppState,
+    store: &RedisStore,
+    mut subscription: Subscription,
+    link: &mut Link,
+) -> StoreError {
+    let mut running = Some(Box::pin(resync(state, store)));
+    let mut loaded = false;
+    let start = tokio::time::Instant::now();
+    let mut heartbeat = interval_at(start + HEARTBEAT, HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let period = store.resync_interval();
+    let mut resync_timer = interval_at(start + period, period);
+    resync_timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let step = tokio::select! {
+            message = subscription.messages.next() => match message {
+                Some(message) => {
+                    apply(state, message.get_payload_bytes());
+                    Ok(())
+                }
+                None => Err(StoreError::Disconnected),
+            },
+            done = finish(&mut running) => done.map(|count| {
+                running = None;
+                match std::mem::replace(&mut loaded, true) {
+                    false => link.synced(state, count),
+                    true => state.loaded(count),
+                }
+            }),
+            // Until the first resync is done this instance is not in step, however well
+            // the connections answer.
+            _ = heartbeat.tick(), if loaded => {
+                store.ping(&mut subscription).await.map(|()| store.mark_synced())
+            }
+            _ = resync_timer.tick(), if running.is_none() => {
+                running = Some(Box::pin(resync(state, store)));
+                Ok(())
+            }
+        };
+        if let Err(error) = step {
+            return error;
+        }
+    }
+}
+
+/// The running resync's result; never, when none is running.
+async fn finish<F: Future + Unpin>(running: &mut Option<F>) -> F::Output {
+    match running {
+        Some(resync) => resync.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Loads every cutoff into memory; versions keep newer ones already there.
+async fn resync(state: &AppState, store: &RedisStore) -> Result<usize, StoreError> {
+    let started = std::time::Instant::now();
+    let count = store
+        .load_into(|scope, cutoff| state.sessions.apply(&scope, cutoff))
+        .await?;
+    store.mark_synced();
+    state.metrics.store_resyncs.inc();
+    tracing::debug!(
+        cutoffs = count,
+        seconds = started.elapsed().as_secs_f64(),
+        "resynced"
+    );
+    Ok(count)
+}
+
+/// One published change. Versions make duplicates (this instance's own commits) and
+/// out-of-order deliveries harmless.
+fn apply(state: &AppState, payload: &[u8]) {
+    match Published::decode(payload) {
+        Ok(published) => {
+            let (scope, cutoff) = published.into_parts();
+            state.sessions.apply(&scope, cutoff);
+        }
+        // Not ours to fail on: the periodic resync reads the stored cutoffs anyway.
+        Err(error) => tracing::warn!(%error, "ignoring an unreadable change message"),
+    }
+}
+
+// === impl Link ===
+
+impl Link {
+    fn synced(&mut self, state: &AppState, count: usize) {
+        state.loaded(count);
+        if self.outage_logged {
+            tracing::info!(cutoffs = count, "shared store reachable again; resynced");
+        }
+        self.retry = FIRST_RETRY;
+        self.outage_logged = false;
+    }
+
+    fn lost(&mut self, state: &AppState, store: &RedisStore, error: &StoreError) {
+        let was_up = store.is_up();
+        store.disconnect();
+        state.metrics.store_up.set(0);
+        if was_up {
+            state.metrics.store_disconnects.inc();
+        }
+        if self.outage_logged {
+            tracing::debug!(%error, "shared store still out of reach");
+        } else if state.is_ready() {
+            tracing::warn!(
+                %error,
+                "shared store out of reach: enforcing the cutoffs in memory, logouts answer 503; reconnecting"
+            );
+        } else {
+            tracing::warn!(%error, "cannot load the shared store: not ready; retrying");
+        }
+        self.outage_logged = true;
+    }
+}

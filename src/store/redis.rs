@@ -1,0 +1,459 @@
+//! The Redis store: one Redis shared by a fleet of gateways.
+//!
+//! Keys, all under `store.redis_key_prefix` (P):
+//!
+//! ```text
+//! P workspaces        hash   workspace -> cutoff JSON
+//! P users             hash   ["workspace","subject"] -> cutoff JSON
+//! P audit:<workspace> list   audit record JSON, newest first
+//! P changes           pub/sub channel: {"scope": ..., "cutoff": ...} after every commit
+//! ```
+//!
+//! Every commit is one Lua script, so the compare (keep the higher cutoff), the write, the
+//! audit record and the publish happen atomically on the server: two gateways logging a
+//! workspace out at once cannot move its cutoff backwards. The connections themselves are
+//! owned by the fleet task (`crate::fleet`), which connects, resyncs and watches them; this
+//! type only uses the command connection it was handed.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
+use redis::{AsyncConnectionConfig, Client};
+use serde::{Deserialize, Serialize};
+
+use super::{Change, Committed, StoreError};
+use crate::audit::AuditRecord;
+use crate::config::RedisConfig;
+use crate::sessions::{Cutoff, Scope};
+
+/// Connecting (TCP, TLS, AUTH) may take this long before the attempt counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A command (commit, one scan page, a ping) may take this long.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Cutoffs read per `HSCAN` round trip during a resync.
+const SCAN_PAGE: usize = 5000;
+
+/// Atomic and monotonic on the server. Versions come from the server clock (microseconds,
+/// and always above the previous version), so a cutoff written after Redis lost its data
+/// still outranks every older copy the instances hold in memory.
+///
+/// KEYS: cutoff hash, audit list. ARGV: field, proposed valid_after, preserved JSON,
+/// audit record JSON, channel, scope JSON.
+const COMMIT_SCRIPT: &str = r#"
+local valid_after = tonumber(ARGV[2])
+local version = 0
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current then
+  local stored = cjson.decode(current)
+  valid_after = math.max(valid_after, stored.valid_after)
+  version = stored.version
+end
+local now = redis.call('TIME')
+version = math.max(version + 1, tonumber(now[1]) * 1000000 + tonumber(now[2]))
+local cutoff = string.format('{"valid_after":%d,"preserved":%s,"version":%d}',
+  valid_after, ARGV[3], version)
+redis.call('HSET', KEYS[1], ARGV[1], cutoff)
+local audit = cjson.decode(ARGV[4])
+audit.sessions_valid_after = valid_after
+local record = cjson.encode(audit)
+redis.call('LPUSH', KEYS[2], record)
+local receivers = redis.call('PUBLISH', ARGV[5],
+  string.format('{"scope":%s,"cutoff":%s}', ARGV[6], cutoff))
+return {cutoff, record, receivers}
+"#;
+
+/// The Redis client, its key names, and the link state the fleet task maintains.
+pub struct RedisStore {
+    client: Client,
+    keys: Keys,
+    script: redis::Script,
+    /// The command connection of the current link; `None` while Redis is out of reach.
+    conn: ArcSwapOption<MultiplexedConnection>,
+    health: Health,
+    resync: Duration,
+    max_staleness: Option<Duration>,
+}
+
+/// Key and channel names, each starting with the configured prefix.
+#[derive(Debug, Clone)]
+struct Keys {
+    prefix: String,
+    workspaces: String,
+    users: String,
+    channel: String,
+}
+
+/// Whether this instance is in step with Redis, and since when.
+#[derive(Debug)]
+struct Health {
+    /// The subscription is live and the last resync succeeded.
+    up: AtomicBool,
+    /// Milliseconds after `started` of the last proof of sync (0 until the first).
+    last_sync: AtomicU64,
+    started: Instant,
+}
+
+/// A live subscription to the change channel, owned by the fleet task.
+pub struct Subscription {
+    /// Pings go through here: a dead subscription must not look healthy.
+    pub sink: PubSubSink,
+    pub messages: PubSubStream,
+}
+
+/// One published change, as the commit script writes it.
+#[derive(Debug, Deserialize)]
+pub struct Published {
+    scope: ScopeKey,
+    cutoff: Cutoff,
+}
+
+/// A scope as it travels in a change message.
+#[derive(Debug, Serialize, Deserialize)]
+struct ScopeKey {
+    workspace: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    subject: Option<String>,
+}
+
+// === impl RedisStore ===
+
+impl RedisStore {
+    /// A client for `store.redis_url`; nothing is connected until the fleet task connects.
+    pub fn open(config: &RedisConfig) -> Result<Self, StoreError> {
+        let client = if config.url.is_tls() {
+            // redis builds its rustls config from the process-wide provider: make that the
+            // aws-lc-rs every other TLS config of the gateway uses. Already set is fine.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let root_cert = config
+                .ca_file
+                .as_ref()
+                .map(|path| {
+                    std::fs::read(path).map_err(|source| StoreError::RedisCaFile {
+                        path: path.display().to_string(),
+                        source,
+                    })
+                })
+                .transpose()?;
+            let certificates = redis::TlsCertificates {
+                client_tls: None,
+                root_cert,
+            };
+            Client::build_with_tls(config.url.expose(), certificates)
+        } else {
+            Client::open(config.url.expose())
+        }
+        .map_err(StoreError::RedisClient)?;
+        Ok(Self {
+            client,
+            keys: Keys::new(&config.key_prefix),
+            script: redis::Script::new(COMMIT_SCRIPT),
+            conn: ArcSwapOption::empty(),
+            health: Health::new(),
+            resync: config.resync,
+            max_staleness: config.max_staleness,
+        })
+    }
+
+    /// Opens the command connection and subscribes to the change channel on a second one.
+    /// The command connection is used from now on; the subscription goes to the caller.
+    pub async fn connect(&self) -> Result<Subscription, StoreError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(COMMAND_TIMEOUT));
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let pubsub = within(CONNECT_TIMEOUT, self.client.get_async_pubsub()).await?;
+        let (mut sink, messages) = pubsub.split();
+        within(COMMAND_TIMEOUT, sink.subscribe(&self.keys.channel)).await?;
+        self.conn.store(Some(conn.into()));
+        Ok(Subscription { sink, messages })
+    }
+
+    /// Forgets the command connection: commits fail fast until the next `connect`.
+    pub fn disconnect(&self) {
+        self.conn.store(None);
+        self.health.up.store(false, Ordering::Release);
+    }
+
+    /// `store.resync_secs`: time between full resyncs.
+    pub fn resync_interval(&self) -> Duration {
+        self.resync
+    }
+
+    /// Records that this instance is in step with Redis now.
+    pub fn mark_synced(&self) {
+        self.health.synced();
+    }
+
+    /// Whether the link is up (connected, subscribed, resynced).
+    pub fn is_up(&self) -> bool {
+        self.health.up.load(Ordering::Acquire)
+    }
+
+    /// Time since this instance was last known to be in step (since start, before that).
+    pub fn since_sync(&self) -> Duration {
+        self.health.since_sync()
+    }
+
+    /// Out of step for longer than `store.max_staleness_secs` (never when that is off).
+    pub fn is_stale(&self) -> bool {
+        self.max_staleness
+            .is_some_and(|max| !self.is_up() && self.since_sync() > max)
+    }
+
+    /// Round trip on both connections: a link that cannot answer is not in sync.
+    pub async fn ping(&self, subscription: &mut Subscription) -> Result<(), StoreError> {
+        let mut conn = self.command_connection()?;
+        // A subscribed connection answers `["pong", ""]`, not `PONG`.
+        within(COMMAND_TIMEOUT, subscription.sink.ping::<redis::Value>()).await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Reads every cutoff page by page, handing each to `apply`; returns how many.
+    pub async fn load_into(
+        &self,
+        mut apply: impl FnMut(Scope, Cutoff),
+    ) -> Result<usize, StoreError> {
+        let mut conn = self.command_connection()?;
+        let mut count = 0;
+        for hash in [&self.keys.workspaces, &self.keys.users] {
+            let mut cursor = 0u64;
+            loop {
+                let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+                    .arg(hash)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(SCAN_PAGE)
+                    .query_async(&mut conn)
+                    .await?;
+                for (field, value) in page {
+                    let scope = self.keys.scope(hash, &field)?;
+                    apply(scope, serde_json::from_str(&value)?);
+                    count += 1;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Every cutoff, collected.
+    pub(super) async fn load(&self) -> Result<Vec<(Scope, Cutoff)>, StoreError> {
+        let mut cutoffs = Vec::new();
+        self.load_into(|scope, cutoff| cutoffs.push((scope, cutoff)))
+            .await?;
+        Ok(cutoffs)
+    }
+
+    /// Runs the commit script: compare, write, audit and publish in one step on the server.
+    pub(super) async fn commit(
+        &self,
+        change: &Change,
+        audit: &AuditRecord,
+    ) -> Result<Committed, StoreError> {
+        let mut conn = self.command_connection()?;
+        let (hash, field) = self.keys.cutoff_field(&change.scope)?;
+        let (cutoff, record, receivers): (String, String, u64) = self
+            .script
+            .key(hash)
+            .key(self.keys.audit(&audit.workspace))
+            .arg(field)
+            .arg(change.valid_after)
+            .arg(serde_json::to_string(&change.preserved)?)
+            .arg(serde_json::to_string(audit)?)
+            .arg(&self.keys.channel)
+            .arg(serde_json::to_string(&ScopeKey::from(&change.scope))?)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(Committed {
+            cutoff: serde_json::from_str(&cutoff)?,
+            audit: serde_json::from_str(&record)?,
+            notified: Some(receivers),
+        })
+    }
+
+    /// The newest `limit` audit records of `workspace`, newest first.
+    pub(super) async fn audit(
+        &self,
+        workspace: &str,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let Some(last) = limit.checked_sub(1) else {
+            return Ok(Vec::new());
+        };
+        let mut conn = self.command_connection()?;
+        let records: Vec<String> = redis::cmd("LRANGE")
+            .arg(self.keys.audit(workspace))
+            .arg(0)
+            .arg(last)
+            .query_async(&mut conn)
+            .await?;
+        records
+            .iter()
+            .map(|record| Ok(serde_json::from_str(record)?))
+            .collect()
+    }
+
+    fn command_connection(&self) -> Result<MultiplexedConnection, StoreError> {
+        self.conn
+            .load()
+            .as_deref()
+            .cloned()
+            .ok_or(StoreError::Unavailable)
+    }
+}
+
+/// `future`, or `StoreError::Timeout` after `limit`.
+async fn within<T>(
+    limit: Duration,
+    future: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, future)
+        .await
+        .map_err(|_| StoreError::Timeout)?
+        .map_err(StoreError::Redis)
+}
+
+// === impl Keys ===
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+            workspaces: format!("{prefix}workspaces"),
+            users: format!("{prefix}users"),
+            channel: format!("{prefix}changes"),
+        }
+    }
+
+    fn audit(&self, workspace: &str) -> String {
+        format!("{}audit:{workspace}", self.prefix)
+    }
+
+    /// The hash and field holding `scope`'s cutoff. A user's field is a JSON pair, so any
+    /// workspace or subject text maps to exactly one field.
+    fn cutoff_field(&self, scope: &Scope) -> Result<(&str, String), StoreError> {
+        Ok(match scope {
+            Scope::Workspace(workspace) => (&self.workspaces, workspace.clone()),
+            Scope::User { workspace, subject } => {
+                (&self.users, serde_json::to_string(&(workspace, subject))?)
+            }
+        })
+    }
+
+    /// The inverse of `cutoff_field`.
+    fn scope(&self, hash: &str, field: &str) -> Result<Scope, StoreError> {
+        if hash == self.workspaces {
+            return Ok(Scope::Workspace(field.to_string()));
+        }
+        let (workspace, subject): (String, String) = serde_json::from_str(field)?;
+        Ok(Scope::User { workspace, subject })
+    }
+}
+
+// === impl Health ===
+
+impl Health {
+    fn new() -> Self {
+        Self {
+            up: AtomicBool::new(false),
+            last_sync: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    fn synced(&self) {
+        let millis = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_sync.store(millis, Ordering::Release);
+        self.up.store(true, Ordering::Release);
+    }
+
+    fn since_sync(&self) -> Duration {
+        let at = self.last_sync.load(Ordering::Acquire);
+        self.started
+            .elapsed()
+            .saturating_sub(Duration::from_millis(at))
+    }
+}
+
+// === impl Published ===
+
+impl Published {
+    /// Decodes a message of the change channel.
+    pub fn decode(payload: &[u8]) -> Result<Self, StoreError> {
+        Ok(serde_json::from_slice(payload)?)
+    }
+
+    /// The scope and its new cutoff.
+    pub fn into_parts(self) -> (Scope, Cutoff) {
+        let scope = match self.scope.subject {
+            None => Scope::Workspace(self.scope.workspace),
+            Some(subject) => Scope::User {
+                workspace: self.scope.workspace,
+                subject,
+            },
+        };
+        (scope, self.cutoff)
+    }
+}
+
+// === impl ScopeKey ===
+
+impl From<&Scope> for ScopeKey {
+    fn from(scope: &Scope) -> Self {
+        match scope {
+            Scope::Workspace(workspace) => Self {
+                workspace: workspace.clone(),
+                subject: None,
+            },
+            Scope::User { workspace, subject } => Self {
+                workspace: workspace.clone(),
+                subject: Some(subject.clone()),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cutoff_fields_round_trip_any_text() {
+        let keys = Keys::new("p:");
+        for scope in [
+            Scope::Workspace("acme \"x\"".into()),
+            Scope::User {
+                workspace: "a\",\"b".into(),
+                subject: "auth0|42".into(),
+            },
+        ] {
+            let (hash, field) = keys.cutoff_field(&scope).unwrap();
+            assert_eq!(keys.scope(hash, &field).unwrap(), scope);
+        }
+        assert_eq!(keys.audit("acme"), "p:audit:acme");
+    }
+
+    #[test]
+    fn published_changes_decode_to_scope_and_cutoff() {
+        let payload = br#"{"scope":{"workspace":"acme","subject":"bob"},"cutoff":{"valid_after":1795916001,"preserved":null,"version":1795916000123456}}"#;
+        let (scope, cutoff) = Published::decode(payload).unwrap().into_parts();
+        assert_eq!(
+            scope,
+            Scope::User {
+                workspace: "acme".into(),
+                subject: "bob".into()
+            }
+        );
+        assert_eq!(cutoff.valid_after, 1795916001);
+        assert_eq!(cutoff.version, 1795916000123456);
+    }
+}
