@@ -202,9 +202,8 @@ impl Gateway {
         };
         self.state.upstream.prepare(&mut req, &forwarding);
         let sent = Instant::now();
-        let response = self.state.upstream.send(req).await;
+        let response = self.state.upstream.send(req).await?;
         record.upstream_elapsed = Some(sent.elapsed());
-        let response = response?;
         record.upstream_status = Some(response.status().as_u16());
         // A logout may have landed while the upstream was answering: nothing has been sent
         // to the client yet, so it gets the plain refusal instead of a cut-off stream.

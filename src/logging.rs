@@ -1,5 +1,7 @@
 //! Structured logs through `tracing`: JSON lines or pretty text, `RUST_LOG` wins over `log.level`.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
@@ -17,6 +19,9 @@ pub fn init(config: &LogConfig) {
             .flatten_event(true)
             .with_current_span(false)
             .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+        // Colours only on a terminal: piped or redirected logs stay greppable.
+        LogFormat::Pretty => builder
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init(),
     };
 }

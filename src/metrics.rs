@@ -188,6 +188,16 @@ impl Metrics {
                 .get_or_create(&ReasonLabels { reason: r.as_str() })
                 .clone()
         });
+        // Known label values start at 0, so a first event is an increase, not a new series.
+        for kind in ["unreachable", "connect_timeout", "timeout"] {
+            let _ = upstream_errors.get_or_create(&KindLabels { kind });
+        }
+        for action in ["logout_all", "user_logout", "logout_others"] {
+            let _ = logouts.get_or_create(&ActionLabels { action });
+        }
+        for result in ["ok", "error"] {
+            let _ = jwks_refreshes.get_or_create(&ResultLabels { result });
+        }
         Self {
             registry,
             requests,

@@ -306,9 +306,11 @@ impl Verifier {
             self.check_time_rules(claims.expires_at, claims.not_before, claims.issued_at, now)?;
             return Ok(claims);
         }
+        if self.cache.is_some() {
+            self.cache_misses.inc();
+        }
         let claims = Arc::new(self.verify_uncached(token, &digest, &keys, now)?);
         if let Some(cache) = &self.cache {
-            self.cache_misses.inc();
             cache.insert(
                 digest,
                 Verified {
