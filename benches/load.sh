@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Load benchmark: wrk against an nginx `return 200` upstream directly, through HAProxy (a
+# plain reverse proxy, no auth: the reference), and through sessiongate verifying HS256,
+# RS256 and ES256 tokens with the verified-token cache warm and off (every request pays
+# the full signature check). Scenarios are interleaved and repeated; medians are printed.
+#
+#   bash benches/load.sh                 # ROUNDS=3 DURATION=10s CONNS=64
+#   ROUNDS=1 DURATION=5s bash benches/load.sh
+#
+# Pinning (2-core machines): wrk on CPU 0; nginx and the proxy under test share CPU 1.
+# Figures are for comparing rows of the same run: the machines are noisy.
+# Not part of CI. Installs wrk, nginx and haproxy from the distribution if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+LOAD_CPU=${LOAD_CPU:-0}
+SERVER_CPU=${SERVER_CPU:-1}
+UPSTREAM_PORT=18080 HAPROXY_PORT=18081 WARM_PORT=18082 COLD_PORT=18083
+
+need() {
+  command -v "$1" >/dev/null && return
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+need wrk wrk
+need nginx nginx-light
+need haproxy haproxy
+
+cargo build --release --quiet --bin sessiongate --example bench_tokens
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- upstream: nginx, one worker, `return 200` -----------------------------------------
+cat >"$work/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$UPSTREAM_PORT; location / { return 200 "ok"; } }
+}
+EOF
+taskset -c "$SERVER_CPU" nginx -c "$work/nginx.conf" &
+pids+=($!)
+
+# --- reference proxy: HAProxy, plain reverse proxy ------------------------------------
+cat >"$work/haproxy.cfg" <<EOF
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:$HAPROXY_PORT
+  default_backend be
+backend be
+  http-reuse always
+  server up 127.0.0.1:$UPSTREAM_PORT
+EOF
+taskset -c "$SERVER_CPU" haproxy -f "$work/haproxy.cfg" -db &
+pids+=($!)
+
+# --- sessiongate: cache warm on one port, cache off on another -------------------------
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/secret"
+gateway() { # port cache_entries
+  cat >"$work/gw-$1.toml" <<EOF
+upstream.url = "http://127.0.0.1:$UPSTREAM_PORT"
+server.listen = "127.0.0.1:$1"
+ops.listen = ""
+store.path = "$work/store-$1.redb"
+log.level = "warn"
+jwt.algorithms = ["HS256", "RS256", "ES256"]
+jwt.verify_cache_entries = $2
+[[jwt.keys]]
+hmac_secret_file = "$work/secret"
+[[jwt.keys]]
+public_key_file = "$PWD/tests/fixtures/rsa.pub.pem"
+[[jwt.keys]]
+public_key_file = "$PWD/tests/fixtures/ec256.pub.pem"
+EOF
+  taskset -c "$SERVER_CPU" target/release/sessiongate serve --config "$work/gw-$1.toml" >"$work/gw-$1.log" 2>&1 &
+  pids+=($!)
+  echo $! >"$work/gw-$1.pid"
+}
+gateway "$WARM_PORT" 100000
+gateway "$COLD_PORT" 0
+target/release/examples/bench_tokens "$work/secret" >"$work/tokens"
+token() { awk -v alg="$1" '$1 == alg { print $2 }' "$work/tokens"; }
+
+for port in $UPSTREAM_PORT $HAPROXY_PORT $WARM_PORT $COLD_PORT; do
+  for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+done
+
+# --- runs ------------------------------------------------------------------------------
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+tick_hz=$(getconf CLK_TCK)
+to_ms() { # wrk latency like 1.23ms / 456.78us / 1.01s
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
+}
+
+scenarios=(direct haproxy HS256-warm RS256-warm ES256-warm HS256-cold RS256-cold ES256-cold)
+results="$work/results"
+: >"$results"
+run() { # scenario
+  local name=$1 port pid="" header=()
+  case $name in
+    direct) port=$UPSTREAM_PORT ;;
+    haproxy) port=$HAPROXY_PORT; pid=$(pgrep -n haproxy) ;;
+    *-warm) port=$WARM_PORT; pid=$(cat "$work/gw-$WARM_PORT.pid") ;;
+    *-cold) port=$COLD_PORT; pid=$(cat "$work/gw-$COLD_PORT.pid") ;;
+  esac
+  case $name in HS256* | RS256* | ES256*) header=(-H "Authorization: Bearer $(token "${name%%-*}")") ;; esac
+  # Warm up (and fill the verify cache) before measuring.
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "${header[@]}" "http://127.0.0.1:$port/" >/dev/null
+  local before=0
+  [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+  local out
+  out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "${header[@]}" "http://127.0.0.1:$port/")
+  local rps requests p50 p99 non2xx cpu_us="-"
+  rps=$(awk '/^Requests\/sec/ { print $2 }' <<<"$out")
+  requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+  p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
+  p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
+  non2xx=$(awk '/Non-2xx/ { print $NF }' <<<"$out")
+  if [ -n "$pid" ]; then
+    cpu_us=$(awk -v t=$(($(cpu_ticks "$pid") - before)) -v hz="$tick_hz" -v n="$requests" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+  fi
+  if [ -n "$non2xx" ]; then
+    echo "warning: $name answered $non2xx non-2xx responses" >&2
+  fi
+  echo "$name $rps $p50 $p99 $cpu_us" >>"$results"
+}
+
+for round in $(seq "$ROUNDS"); do
+  for name in "${scenarios[@]}"; do
+    echo "round $round/$ROUNDS: $name" >&2
+    run "$name"
+  done
+done
+
+# --- report ----------------------------------------------------------------------------
+median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+col() { awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$results" | median; }
+direct=$(col direct 2)
+printf '\n%-12s %12s %9s %9s %9s %14s\n' scenario req/s ratio p50_ms p99_ms cpu_us/req
+for name in "${scenarios[@]}"; do
+  rps=$(col "$name" 2)
+  cpu=$( [ "$name" = direct ] && echo "-" || col "$name" 5)
+  printf '%-12s %12.0f %9.2f %9.3f %9.3f %14s\n' "$name" "$rps" "$(awk -v a="$rps" -v b="$direct" 'BEGIN { print a / b }')" \
+    "$(col "$name" 3)" "$(col "$name" 4)" "$cpu"
+done
+for port in $WARM_PORT $COLD_PORT; do
+  echo "sessiongate on :$port peak RSS: $(awk '/VmHWM/ { print $2, $3 }' "/proc/$(cat "$work/gw-$port.pid")/status")"
+done
+echo "medians of $ROUNDS interleaved rounds, wrk -t1 -c$CONNS -d$DURATION on CPU $LOAD_CPU; servers on CPU $SERVER_CPU"
