@@ -127,17 +127,22 @@ impl Upstream {
     /// The upstream URI: upstream scheme, the client's host as authority (the connector
     /// dials the upstream anyway), base path + the request's path and query.
     fn target(&self, original: &Uri, host: Option<&HeaderValue>) -> Uri {
-        let path_and_query = original.path_and_query().map_or("/", |pq| pq.as_str());
-        let joined = format!("{}{}", self.config.base_path, path_and_query);
         let mut parts = self.config.origin.clone().into_parts();
         if let Some(authority) = host.and_then(|h| Authority::try_from(h.as_bytes()).ok()) {
             parts.authority = Some(authority);
         }
-        // Both halves are valid path-and-query text, and so is their concatenation.
         parts.path_and_query = Some(
-            joined
-                .parse()
-                .expect("base path + request path is a valid path"),
+            match (self.config.base_path.as_str(), original.path_and_query()) {
+                // The common case shares the request's bytes: no copy.
+                ("", Some(path_and_query)) => path_and_query.clone(),
+                (base, path_and_query) => {
+                    let joined = format!("{base}{}", path_and_query.map_or("/", |pq| pq.as_str()));
+                    // Both halves are valid path-and-query text, and so is their concatenation.
+                    joined
+                        .parse()
+                        .expect("base path + request path is a valid path")
+                }
+            },
         );
         Uri::from_parts(parts).expect("scheme, authority and path are all set")
     }
@@ -188,16 +193,12 @@ fn set_identity(headers: &mut HeaderMap, identity: Option<&Claims>) {
     headers.remove(X_AUTH_WORKSPACE);
     headers.remove(X_AUTH_SESSION);
     let Some(claims) = identity else { return };
-    // The token module refuses control characters in these claims, so they always fit.
-    let value = |text: &str| {
-        HeaderValue::from_bytes(text.as_bytes())
-            .expect("claims were checked for control characters")
-    };
-    if let Some(subject) = &claims.subject {
-        headers.insert(X_AUTH_SUBJECT, value(subject));
+    let identity = claims.identity();
+    if let Some(subject) = &identity.subject {
+        headers.insert(X_AUTH_SUBJECT, subject.clone());
     }
-    headers.insert(X_AUTH_WORKSPACE, value(&claims.workspace));
-    headers.insert(X_AUTH_SESSION, value(&claims.session_id));
+    headers.insert(X_AUTH_WORKSPACE, identity.workspace.clone());
+    headers.insert(X_AUTH_SESSION, identity.session.clone());
 }
 
 fn remove_token(headers: &mut HeaderMap, source: Option<TokenSource>, cookie_name: Option<&str>) {

@@ -174,7 +174,9 @@ impl Gateway {
         paths::check(path)?;
         if paths::is_under(path, &config.admin_prefix) {
             record.admin = true;
-            return admin_api::handle(&self.state, req, &self.conn).await;
+            // Boxed: the admin future is large and rare; inline it would make every
+            // request's future (moved on each poll setup) that much bigger.
+            return Box::pin(admin_api::handle(&self.state, req, &self.conn)).await;
         }
         open_gate(&self.state)?;
         let caller = match config.auth.public_paths.matches(path) {
@@ -213,15 +215,21 @@ impl Gateway {
                 .check(&caller.claims, clock::now())
                 .map_err(GatewayError::unauthorized)?;
         }
-        let end = caller.map(|caller| guard::session_ended(self.state.clone(), caller.claims));
-        match client_upgrade {
-            Some(client) if response.status() == StatusCode::SWITCHING_PROTOCOLS => Ok(
-                tunnel::splice(&self.state, client, response, end, self.slot.clone()),
-            ),
-            _ => Ok(match end {
-                Some(end) => response.map(|body| Guarded::new(body, end).boxed_unsync()),
-                None => response.map(|body| body.map_err(Into::into).boxed_unsync()),
-            }),
+        match (client_upgrade, caller) {
+            (Some(client), caller) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                let end =
+                    caller.map(|caller| guard::session_ended(self.state.clone(), caller.claims));
+                Ok(tunnel::splice(
+                    &self.state,
+                    client,
+                    response,
+                    end,
+                    self.slot.clone(),
+                ))
+            }
+            (_, Some(caller)) => Ok(response
+                .map(|body| Guarded::new(body, self.state.clone(), caller.claims).boxed_unsync())),
+            (_, None) => Ok(response.map(|body| body.map_err(Into::into).boxed_unsync())),
         }
     }
 
@@ -294,16 +302,18 @@ pub async fn authenticate(
         token::extract(headers, state.config.auth.cookie.as_deref()).ok_or(TokenError::Missing)?;
     let verifier = &state.verifier;
     let generation = verifier.keys().current().generation();
-    let claims = match verifier.verify(presented.token, clock::now()) {
+    let mut now = clock::now();
+    let claims = match verifier.verify(presented.token, now) {
         Err(refused)
             if verifier.may_need_new_keys(presented.token, refused)
                 && verifier.keys().refetch_for_unknown_key(generation).await =>
         {
-            verifier.verify(presented.token, clock::now())
+            now = clock::now();
+            verifier.verify(presented.token, now)
         }
         verified => verified,
     }?;
-    state.sessions.check(&claims, clock::now())?;
+    state.sessions.check(&claims, now)?;
     Ok(Caller {
         claims,
         source: presented.source,

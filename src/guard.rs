@@ -34,12 +34,13 @@ pub type EndSignal = Pin<Box<dyn Future<Output = Ended> + Send>>;
 pin_project! {
     /// A response body that ends with an error (closing the stream) once its session ends.
     ///
-    /// The session is only watched while the upstream keeps the client waiting, so short
-    /// responses never arm a timer.
+    /// The session is only watched once the upstream keeps the client waiting, so a short
+    /// response never allocates a watcher or arms a timer.
     pub struct Guarded<B> {
         #[pin]
         inner: B,
-        end: EndSignal,
+        session: (Arc<AppState>, Arc<Claims>),
+        end: Option<EndSignal>,
     }
 }
 
@@ -85,9 +86,13 @@ pub fn session_ended(state: Arc<AppState>, claims: Arc<Claims>) -> EndSignal {
 // === impl Guarded ===
 
 impl<B> Guarded<B> {
-    /// Wraps `inner` so it stops when `end` resolves.
-    pub fn new(inner: B, end: EndSignal) -> Self {
-        Self { inner, end }
+    /// Wraps `inner` so it stops when the session of `claims` ends.
+    pub fn new(inner: B, state: Arc<AppState>, claims: Arc<Claims>) -> Self {
+        Self {
+            inner,
+            session: (state, claims),
+            end: None,
+        }
     }
 }
 
@@ -107,7 +112,11 @@ where
         if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        match this.end.as_mut().poll(cx) {
+        let (state, claims) = this.session;
+        let end = this
+            .end
+            .get_or_insert_with(|| session_ended(state.clone(), claims.clone()));
+        match end.as_mut().poll(cx) {
             Poll::Ready(ended) => {
                 tracing::info!(%ended, "closing a streaming response");
                 Poll::Ready(Some(Err(Box::new(ended))))

@@ -176,6 +176,7 @@ mod tests {
             issued_at: session_time,
             not_before: None,
             roles: Vec::new(),
+            identity: Default::default(),
         }
     }
 

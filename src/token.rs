@@ -6,11 +6,12 @@
 
 use std::sync::Arc;
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use jsonwebtoken::Algorithm;
 use moka::Expiry;
 use moka::sync::Cache;
@@ -78,6 +79,17 @@ pub struct Claims {
     pub issued_at: f64,
     pub not_before: Option<f64>,
     pub roles: Vec<String>,
+    /// The identity headers for the upstream, built on first use and then shared by every
+    /// request that presents this (cached) token.
+    pub identity: OnceLock<IdentityHeaders>,
+}
+
+/// `X-Auth-Subject`, `X-Auth-Workspace` and `X-Auth-Session` values of one token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentityHeaders {
+    pub subject: Option<HeaderValue>,
+    pub workspace: HeaderValue,
+    pub session: HeaderValue,
 }
 
 /// Verifies tokens with the configured keys and claim rules.
@@ -110,6 +122,27 @@ struct Parts<'a> {
     payload: Map<String, Value>,
     signed: &'a str,
     signature: &'a str,
+}
+
+// === impl Claims ===
+
+impl Claims {
+    /// The identity headers, built once per token.
+    pub fn identity(&self) -> &IdentityHeaders {
+        self.identity.get_or_init(|| {
+            // `verify` refuses control characters in these claims, so they always fit.
+            let value = |text: &str| {
+                HeaderValue::from_str(text).or_else(|_| HeaderValue::from_bytes(text.as_bytes()))
+            };
+            let value =
+                |text: &str| value(text).expect("claims were checked for control characters");
+            IdentityHeaders {
+                subject: self.subject.as_deref().map(value),
+                workspace: value(&self.workspace),
+                session: value(&self.session_id),
+            }
+        })
+    }
 }
 
 // === impl TokenError ===
@@ -355,6 +388,7 @@ impl Verifier {
             issued_at,
             not_before,
             roles: self.roles(claims),
+            identity: OnceLock::new(),
         })
     }
 
