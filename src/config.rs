@@ -275,7 +275,7 @@ impl TryFrom<RawConfig> for Config {
                     "pretty" => LogFormat::Pretty,
                     _ => return Err(invalid("log.format", "must be \"json\" or \"pretty\"")),
                 },
-                level: raw.log.level,
+                level: log_level(raw.log.level)?,
             },
         })
     }
@@ -644,6 +644,22 @@ fn redis_store(raw: RawStore) -> Result<RedisConfig, ConfigError> {
     })
 }
 
+/// A `tracing` filter (`info`, `warn,sessiongate=debug`, ...), checked now rather than
+/// silently replaced at start.
+fn log_level(level: String) -> Result<String, ConfigError> {
+    // A bare word is a valid filter (a target name), so a typo like "verbose" would quietly
+    // log nothing: only a level, or directives naming their level, are accepted.
+    let plain_level = level.parse::<tracing::Level>().is_ok() || level.eq_ignore_ascii_case("off");
+    let directives = level.contains('=') && tracing_subscriber::EnvFilter::try_new(&level).is_ok();
+    match plain_level || directives {
+        true => Ok(level),
+        false => Err(invalid(
+            "log.level",
+            "must be trace, debug, info, warn, error, off or target=level directives",
+        )),
+    }
+}
+
 fn parse<T: FromStr>(key: &str, text: &str) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
@@ -801,6 +817,7 @@ mod tests {
             ),
             ("SESSIONGATE__STORE__BACKEND", "files", "store.backend"),
             ("SESSIONGATE__LOG__FORMAT", "xml", "log.format"),
+            ("SESSIONGATE__LOG__LEVEL", "verbose", "log.level"),
             (
                 "SESSIONGATE__SERVER__MAX_CONNECTIONS",
                 "many",

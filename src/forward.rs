@@ -55,7 +55,8 @@ pub struct Forwarding<'a> {
     /// Where the verified token came from, for `upstream.forward_token = false`.
     pub token_source: Option<TokenSource>,
     pub cookie_name: Option<&'a str>,
-    pub client_ip: IpAddr,
+    /// The address this connection came from: appended to `X-Forwarded-For`.
+    pub peer: IpAddr,
     pub tls: bool,
     /// The client's `Upgrade` header for a WebSocket handshake, kept through the hop-by-hop removal.
     pub upgrade: Option<HeaderValue>,
@@ -174,8 +175,8 @@ fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarding<'_>, host: Option<Hea
         .filter_map(|v| v.to_str().ok())
         .collect();
     let chain = match prior.is_empty() {
-        true => fwd.client_ip.to_string(),
-        false => format!("{}, {}", prior.join(", "), fwd.client_ip),
+        true => fwd.peer.to_string(),
+        false => format!("{}, {}", prior.join(", "), fwd.peer),
     };
     if let Ok(chain) = HeaderValue::from_str(&chain) {
         headers.insert(X_FORWARDED_FOR, chain);

@@ -194,11 +194,7 @@ impl Gateway {
             identity: caller.as_ref().map(|c| &*c.claims),
             token_source: caller.as_ref().map(|c| c.source),
             cookie_name: config.auth.cookie.as_deref(),
-            client_ip: crate::client_ip::client_ip(
-                self.conn.peer,
-                req.headers(),
-                &config.server.trusted_proxies,
-            ),
+            peer: self.conn.peer.ip().to_canonical(),
             tls: self.conn.tls,
             upgrade,
         };

@@ -115,12 +115,13 @@ pub async fn run(
     let acceptor = certs
         .as_ref()
         .map(|certs| tokio_rustls::TlsAcceptor::from(Arc::new(certs.server_config())));
-    if let Some(certs) = certs {
-        // Registered before `ready` is reported: SIGHUP must reload, never kill.
-        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .map_err(RunError::Signal)?;
-        tokio::spawn(certs.watch(hangup, state.shutdown.clone()));
-    }
+    // Registered before `ready` is reported: SIGHUP must reload, never kill.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(RunError::Signal)?;
+    match certs {
+        Some(certs) => tokio::spawn(certs.watch(hangup, state.shutdown.clone())),
+        None => tokio::spawn(tls::ignore_hangups(hangup)),
+    };
     announce.listening();
     // A shared store is loaded by the fleet task, which keeps retrying while the main
     // listener answers 503; a local one is loaded here, and a failure stops the start.

@@ -109,6 +109,13 @@ impl CertStore {
     }
 }
 
+/// Without TLS there is nothing to reload: SIGHUP is logged, not fatal.
+pub async fn ignore_hangups(mut hangup: Signal) {
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP received: no TLS certificate to reload");
+    }
+}
+
 fn modified(config: &TlsConfig) -> [Option<SystemTime>; 2] {
     let mtime = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
     [mtime(&config.cert), mtime(&config.key)]

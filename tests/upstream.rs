@@ -540,3 +540,25 @@ async fn an_all_trusted_chain_yields_its_leftmost_address() {
     let ip = audited_client_ip(Some(trusted), &["10.9.9.9, 10.1.1.1"]).await;
     assert_eq!(ip, "10.9.9.9");
 }
+
+#[tokio::test]
+async fn x_forwarded_for_appends_the_peer_even_behind_a_trusted_proxy() {
+    let upstream = upstream().await;
+    let gw = gateway(&upstream)
+        .set("server.trusted_proxies = [\"127.0.0.1/32\"]")
+        .start()
+        .await;
+    let rsp = gw
+        .get("/xff")
+        .bearer_auth(token().sign())
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 200);
+    // The chain records hops: the trusted proxy (our peer) is appended, never the client again.
+    assert_eq!(
+        upstream.last().headers["x-forwarded-for"],
+        "203.0.113.7, 127.0.0.1"
+    );
+}
