@@ -5,7 +5,6 @@
 //! at once, or a later pub/sub message) can never move a cutoff back.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
@@ -97,25 +96,15 @@ impl Sessions {
         let workspace_name = match scope {
             Scope::Workspace(ws) | Scope::User { workspace: ws, .. } => ws.as_str(),
         };
-        let changed = {
-            let mut workspace = self.workspaces.entry(workspace_name.into()).or_default();
-            match scope {
-                Scope::Workspace(_) => match &mut workspace.cutoff {
-                    Some(current) => current.replace_if_older(cutoff),
-                    slot @ None => {
-                        *slot = Some(cutoff);
-                        true
-                    }
-                },
-                Scope::User { subject, .. } => match workspace.users.entry(subject.as_str().into())
-                {
-                    Entry::Occupied(mut current) => current.get_mut().replace_if_older(cutoff),
-                    Entry::Vacant(slot) => {
-                        slot.insert(cutoff);
-                        true
-                    }
-                },
-            }
+        // Look up before inserting: `entry` would allocate the key on every call, and a
+        // resync applies every stored cutoff again.
+        let changed = match self.workspaces.get_mut(workspace_name) {
+            Some(mut workspace) => workspace.install(scope, cutoff),
+            None => self
+                .workspaces
+                .entry(workspace_name.into())
+                .or_default()
+                .install(scope, cutoff),
         };
         if changed {
             self.changes.send_modify(|generation| *generation += 1);
@@ -132,6 +121,30 @@ impl Sessions {
                 .users
                 .get(subject.as_str())
                 .cloned(),
+        }
+    }
+}
+
+// === impl Workspace ===
+
+impl Workspace {
+    /// Puts `cutoff` in its slot unless the slot holds the same or a newer version.
+    fn install(&mut self, scope: &Scope, cutoff: Cutoff) -> bool {
+        match scope {
+            Scope::Workspace(_) => match &mut self.cutoff {
+                Some(current) => current.replace_if_older(cutoff),
+                slot @ None => {
+                    *slot = Some(cutoff);
+                    true
+                }
+            },
+            Scope::User { subject, .. } => match self.users.get_mut(subject.as_str()) {
+                Some(current) => current.replace_if_older(cutoff),
+                None => {
+                    self.users.insert(subject.as_str().into(), cutoff);
+                    true
+                }
+            },
         }
     }
 }
