@@ -39,18 +39,6 @@ async fn logout(gw: &Gateway, path: &str, jwt: &str, body: Value) -> Value {
     rsp.json().await.unwrap()
 }
 
-/// A 200 admin `GET` and its JSON answer.
-async fn admin_get(gw: &Gateway, path: &str, jwt: &str) -> Value {
-    let rsp = gw
-        .get(&format!("/_sessiongate/v1/{path}"))
-        .bearer_auth(jwt)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rsp.status(), 200, "GET {path}");
-    rsp.json().await.unwrap()
-}
-
 /// Ten seconds ago: earlier than any cutoff a logout in this test sets.
 fn earlier() -> f64 {
     now().floor() - 10.0
@@ -59,9 +47,9 @@ fn earlier() -> f64 {
 /// Everything a restart must keep for `workspace`, read through the admin API.
 async fn snapshot(gw: &Gateway, workspace: &str, admin_jwt: &str) -> (Value, Value) {
     (
-        admin_get(gw, &format!("workspaces/{workspace}/sessions"), admin_jwt).await,
-        admin_get(
-            gw,
+        gw.admin_get(&format!("workspaces/{workspace}/sessions"), admin_jwt)
+            .await,
+        gw.admin_get(
             &format!("workspaces/{workspace}/audit?limit=1000"),
             admin_jwt,
         )

@@ -686,7 +686,7 @@ async fn streams_100_mib_both_ways_in_small_memory() {
     }
     assert_eq!(received, TOTAL);
 
-    let peak = peak_rss_bytes(gw.pid());
+    let peak = gw.peak_rss_bytes();
     println!(
         "gateway peak RSS (VmHWM) after 2 x 100 MiB: {:.1} MiB",
         peak as f64 / MIB as f64
@@ -695,21 +695,4 @@ async fn streams_100_mib_both_ways_in_small_memory() {
         peak < 64 * MIB,
         "peak RSS {peak} bytes: bodies are being buffered"
     );
-}
-
-/// `VmHWM` of a process, in bytes.
-fn peak_rss_bytes(pid: u32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("VmHWM in /proc/<pid>/status");
-    let kib: usize = line
-        .trim_start_matches("VmHWM:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kib * 1024
 }

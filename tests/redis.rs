@@ -49,18 +49,6 @@ async fn logout(gw: &Gateway, path: &str, jwt: &str) -> (u16, Value) {
     (status, rsp.json().await.unwrap())
 }
 
-/// A 200 admin `GET` under `/_sessiongate/v1/` and its JSON answer.
-async fn admin_get(gw: &Gateway, path: &str, jwt: &str) -> Value {
-    let rsp = gw
-        .get(&format!("/_sessiongate/v1/{path}"))
-        .bearer_auth(jwt)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rsp.status(), 200, "GET {path}");
-    rsp.json().await.unwrap()
-}
-
 async fn readyz(gw: &Gateway) -> (u16, Value) {
     let rsp = gw.ops_get("/readyz").await;
     (rsp.status().as_u16(), rsp.json().await.unwrap())
@@ -274,7 +262,9 @@ async fn concurrent_logout_alls_end_with_the_same_highest_cutoff_everywhere() {
     );
 
     // Newest first: in commit order the cutoff never went down.
-    let audit = admin_get(&gws[1], "workspaces/acme/audit?limit=1000", &admins[0]).await;
+    let audit = gws[1]
+        .admin_get("workspaces/acme/audit?limit=1000", &admins[0])
+        .await;
     let events = audit["events"].as_array().unwrap();
     assert_eq!(events.len(), 31);
     let cutoffs: Vec<i64> = events
@@ -293,7 +283,7 @@ async fn concurrent_logout_alls_end_with_the_same_highest_cutoff_everywhere() {
     });
     for gw in &gws {
         until("same final cutoff", Duration::from_secs(2), || async {
-            admin_get(gw, "workspaces/acme/sessions", &admins[0]).await == expected
+            gw.admin_get("workspaces/acme/sessions", &admins[0]).await == expected
         })
         .await;
     }
@@ -340,8 +330,8 @@ async fn a_restarted_instance_loses_nothing_and_loads_before_ready() {
         for path in ["sessions", "audit"] {
             let path = format!("workspaces/{workspace}/{path}");
             assert_eq!(
-                admin_get(&restarted, &path, jwt).await,
-                admin_get(&gws[0], &path, jwt).await,
+                restarted.admin_get(&path, jwt).await,
+                gws[0].admin_get(&path, jwt).await,
                 "{path}"
             );
         }
@@ -409,7 +399,7 @@ async fn instances_ride_out_a_redis_restart_and_heal_a_missed_change_by_resync()
         outcome(&direct, &alice).await,
         refused("session_invalidated")
     );
-    let beta = admin_get(&direct, "workspaces/beta/sessions", &boss).await;
+    let beta = direct.admin_get("workspaces/beta/sessions", &boss).await;
     assert_eq!(
         beta["sessions_valid_after"],
         Value::Null,

@@ -152,23 +152,6 @@ async fn read_events(mut rsp: reqwest::Response, mut on_event: impl AsyncFnMut(u
     }
 }
 
-/// `VmHWM` (peak resident set size) of a process, in bytes.
-fn peak_rss_bytes(pid: u32) -> usize {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("VmHWM in /proc/<pid>/status");
-    let kib: usize = line
-        .trim_start_matches("VmHWM:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
-    kib * 1024
-}
-
 // ============================================================================
 // Server-sent events
 // ============================================================================
@@ -423,7 +406,7 @@ async fn one_gib_upload_and_download_pass_in_flat_memory() {
     assert_eq!(received, GIB);
     let download = started.elapsed();
 
-    let peak = peak_rss_bytes(gw.pid());
+    let peak = gw.peak_rss_bytes();
     println!(
         "gateway peak RSS (VmHWM) after 1 GiB up ({upload:?}) and 1 GiB down ({download:?}): {:.1} MiB",
         peak as f64 / MIB as f64

@@ -401,6 +401,35 @@ impl Gateway {
             .unwrap()
     }
 
+    /// A 200 admin `GET` under `/_sessiongate/v1/` and its JSON answer.
+    pub async fn admin_get(&self, path: &str, jwt: &str) -> Value {
+        let rsp = self
+            .get(&format!("/_sessiongate/v1/{path}"))
+            .bearer_auth(jwt)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rsp.status(), 200, "GET {path}");
+        rsp.json().await.unwrap()
+    }
+
+    /// `VmHWM` (peak resident set size) of the gateway process, in bytes.
+    pub fn peak_rss_bytes(&self) -> usize {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .expect("VmHWM in /proc/<pid>/status");
+        let kib: usize = line
+            .trim_start_matches("VmHWM:")
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .unwrap();
+        kib * 1024
+    }
+
     /// Everything the process printed so far.
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
