@@ -15,6 +15,7 @@ use jsonwebtoken::Algorithm;
 use crate::paths::PublicPaths;
 
 pub mod raw;
+mod summary;
 
 use raw::{RawAuth, RawConfig, RawJwt, RawKey, RawServer, RawSessions, RawStore, RawUpstream};
 

@@ -140,27 +140,12 @@ fn check(path: &std::path::Path) -> ExitCode {
         Ok(keys) => keys,
         Err(error) => return fail(1, &error),
     };
-    println!("configuration {} is valid", path.display());
-    println!("  listen          {}", config.server.listen);
     println!(
-        "  ops             {}",
-        config
-            .ops_listen
-            .map_or("disabled".into(), |a| a.to_string())
+        "configuration {} is valid ({} keys loaded now)",
+        path.display(),
+        keys.len()
     );
-    println!(
-        "  upstream        {}{}",
-        config.upstream.origin,
-        config.upstream.base_path.trim_start_matches('/')
-    );
-    println!("  algorithms      {:?}", config.jwt.algorithms);
-    println!(
-        "  keys            {} loaded from {} entries",
-        keys.len(),
-        config.jwt.keys.len()
-    );
-    println!("  store           {:?}", config.store);
-    println!("  admin prefix    {}", config.admin_prefix);
+    print!("{}", config.summary());
     ExitCode::SUCCESS
 }
 

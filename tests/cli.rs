@@ -46,16 +46,25 @@ fn reference_config_passes_check_and_prints_a_summary() {
             .contains("configuration config/sessiongate.toml is valid"),
         "{out:?}"
     );
-    assert_eq!(summary(&out, "listen"), "127.0.0.1:8080", "{out:?}");
-    assert_eq!(summary(&out, "ops"), "127.0.0.1:9901", "{out:?}");
+    assert_eq!(summary(&out, "server.listen"), "127.0.0.1:8080", "{out:?}");
+    assert_eq!(summary(&out, "ops.listen"), "127.0.0.1:9901", "{out:?}");
     assert_eq!(
-        summary(&out, "upstream"),
+        summary(&out, "upstream.url"),
         "http://127.0.0.1:3000/",
         "{out:?}"
     );
-    assert_eq!(summary(&out, "algorithms"), "[HS256]", "{out:?}");
-    assert_eq!(summary(&out, "keys"), "1 loaded from 1 entries", "{out:?}");
-    assert_eq!(summary(&out, "admin prefix"), "/_sessiongate", "{out:?}");
+    assert_eq!(summary(&out, "jwt.algorithms"), "[HS256]", "{out:?}");
+    assert_eq!(
+        summary(&out, "jwt.keys[0]"),
+        "HMAC secret from env SESSIONGATE_HMAC_SECRET (value not shown)",
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("(1 keys loaded now)"), "{out:?}");
+    assert_eq!(
+        summary(&out, "admin.path_prefix"),
+        "/_sessiongate",
+        "{out:?}"
+    );
     out.assert_no_secret();
 }
 
@@ -317,9 +326,9 @@ fn env_overrides_show_in_the_check_summary() {
         .env("SESSIONGATE__JWT__ALGORITHMS", "HS256,HS384")
         .run();
     assert_eq!(out.code, Some(0), "{out:?}");
-    assert_eq!(summary(&out, "listen"), "127.0.0.1:9999", "{out:?}");
-    assert_eq!(summary(&out, "ops"), "disabled", "{out:?}");
-    assert_eq!(summary(&out, "algorithms"), "[HS256, HS384]", "{out:?}");
+    assert_eq!(summary(&out, "server.listen"), "127.0.0.1:9999", "{out:?}");
+    assert_eq!(summary(&out, "ops.listen"), "disabled", "{out:?}");
+    assert_eq!(summary(&out, "jwt.algorithms"), "[HS256, HS384]", "{out:?}");
 }
 
 #[tokio::test]
@@ -637,7 +646,7 @@ fn check(text: &str) -> Outcome {
     sessiongate(&["check", "--config"]).arg(&path).run()
 }
 
-/// The value of a `check` summary line such as `  listen          127.0.0.1:8080`.
+/// The value of a `check` summary line such as `  server.listen     127.0.0.1:8080`.
 fn summary<'a>(out: &'a Outcome, label: &str) -> &'a str {
     out.stdout
         .lines()
