@@ -3,17 +3,15 @@
 //! `X-Forwarded-For` through `server.trusted_proxies` (as recorded in the audit trail).
 //!
 //! The harness always points `upstream.url` at its plain-HTTP recording upstream, so the
-//! https tests write their own config and start the binary themselves (`SelfStarted`).
+//! https tests point the harness at their own upstream with `support::gateway_to`.
 //! "System roots" are made deterministic by giving the gateway process `SSL_CERT_FILE`
 //! (which rustls-native-certs honours) instead of relying on the machine's bundle.
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Value, json};
-use support::{SECRET, admin, gateway, token, upstream};
+use support::{Gateway, admin, gateway, token, upstream};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 const H2_AND_H1: &[&[u8]] = &[b"h2", b"http/1.1"];
@@ -149,110 +147,25 @@ async fn record(
 // ============================================================================
 // A gateway started from a config written here
 // ============================================================================
-
-/// `sessiongate serve` on a config this file writes (any `upstream.url`).
-struct SelfStarted {
-    child: Child,
-    addr: SocketAddr,
-    logs: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
-}
-
-impl SelfStarted {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    fn logs(&self) -> String {
-        self.logs.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for SelfStarted {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts a gateway in front of `upstream_url` (HS256 with [`SECRET`], embedded store),
+/// Starts a gateway in front of `upstream_url` (HS256 with `support::SECRET`, embedded store),
 /// with extra top-level `settings` lines; `ssl_cert_file` becomes the process's only
 /// "system" trust store.
 async fn start_gateway(
     upstream_url: &str,
     settings: &[String],
     ssl_cert_file: Option<&Path>,
-) -> SelfStarted {
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("hmac.secret");
-    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
-    let mut text = format!(
-        "upstream.url = \"{upstream_url}\"\nserver.listen = \"127.0.0.1:0\"\nops.listen = \"\"\n\
-         store.path = \"{}\"\nlog.format = \"json\"\nlog.level = \"info\"\n\
-         jwt.algorithms = [\"HS256\"]\n",
-        dir.path().join("store.redb").display()
-    );
-    for line in settings {
-        text.push_str(line);
-        text.push('\n');
-    }
-    text.push_str(&format!(
-        "[[jwt.keys]]\nhmac_secret_file = \"{}\"\n",
-        secret.display()
-    ));
-    let config = dir.path().join("sessiongate.toml");
-    std::fs::write(&config, text).unwrap();
-
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sessiongate"));
-    command
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env_remove("RUST_LOG")
+) -> Gateway {
+    let mut builder = support::gateway_to(upstream_url)
         .env_remove("SSL_CERT_DIR")
         .env_remove("SSL_CERT_FILE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .set("jwt.algorithms = [\"HS256\"]");
     if let Some(bundle) = ssl_cert_file {
-        command.env("SSL_CERT_FILE", bundle);
+        builder = builder.env("SSL_CERT_FILE", bundle);
     }
-    let mut child = command.spawn().expect("the sessiongate binary starts");
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let sink = logs.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(event) = serde_json::from_str::<Value>(&line)
-                && event["message"] == "ready"
-            {
-                let _ = ready_tx.send(event);
-            }
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let sink = logs.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let ready = tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(30)))
-        .await
-        .unwrap();
-    let Ok(ready) = ready else {
-        let _ = child.kill();
-        panic!(
-            "gateway did not become ready; output:\n{}",
-            logs.lock().unwrap().join("\n")
-        );
-    };
-    SelfStarted {
-        child,
-        addr: ready["listen"].as_str().unwrap().parse().unwrap(),
-        logs,
-        _dir: dir,
+    for line in settings {
+        builder = builder.set(line);
     }
+    builder.start().await
 }
 
 fn ca_file_setting() -> String {
@@ -260,7 +173,7 @@ fn ca_file_setting() -> String {
 }
 
 /// GET `path` through the gateway with a valid token and `Host: app.example.test`.
-async fn get_as_app(gw: &SelfStarted, path: &str) -> reqwest::Response {
+async fn get_as_app(gw: &Gateway, path: &str) -> reqwest::Response {
     support::client()
         .get(gw.url(path))
         .header("host", "app.example.test")

@@ -203,7 +203,11 @@ pub struct GatewayBuilder {
     settings: Vec<String>,
     keys: Vec<String>,
     default_key: bool,
+    env: Env,
 }
+
+/// Environment changes for the gateway process: `Some` sets, `None` removes.
+type Env = Vec<(String, Option<String>)>;
 
 /// A running `sessiongate serve` process.
 pub struct Gateway {
@@ -213,21 +217,43 @@ pub struct Gateway {
     logs: Arc<Mutex<Vec<String>>>,
     dir: Arc<tempfile::TempDir>,
     config_path: PathBuf,
+    env: Env,
     client: reqwest::Client,
 }
 
 /// A gateway in front of `upstream`, HS256 with [`SECRET`], embedded store in a temp dir.
 pub fn gateway(upstream: &Upstream) -> GatewayBuilder {
+    gateway_to(&upstream.url())
+}
+
+/// A gateway in front of any `upstream.url` (an https upstream, a closed port, ...).
+pub fn gateway_to(upstream_url: &str) -> GatewayBuilder {
     GatewayBuilder {
         dir: Arc::new(tempfile::tempdir().unwrap()),
-        upstream_url: upstream.url(),
+        upstream_url: upstream_url.to_string(),
         settings: Vec::new(),
         keys: Vec::new(),
         default_key: true,
+        env: vec![("RUST_LOG".into(), None)],
     }
 }
 
 impl GatewayBuilder {
+    /// Sets an environment variable of the gateway process.
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.env.push((
+            key.into(),
+            Some(value.as_ref().to_string_lossy().into_owned()),
+        ));
+        self
+    }
+
+    /// Removes an environment variable from the gateway process.
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.env.push((key.into(), None));
+        self
+    }
+
     /// A top-level TOML line with a dotted key, e.g. `auth.cookie = "sg"`.
     pub fn set(mut self, line: &str) -> Self {
         self.settings.push(line.to_string());
@@ -288,14 +314,14 @@ impl GatewayBuilder {
     /// Starts the binary and waits for its `ready` log line.
     pub async fn start(self) -> Gateway {
         let config_path = self.write_config();
-        Gateway::spawn(self.dir, config_path, "ready").await
+        Gateway::spawn(self.dir, config_path, self.env, "ready").await
     }
 
     /// Starts the binary and returns once it listens, before it is ready (remote keys
     /// still loading): requests then get 503.
     pub async fn start_unready(self) -> Gateway {
         let config_path = self.write_config();
-        Gateway::spawn(self.dir, config_path, "listening").await
+        Gateway::spawn(self.dir, config_path, self.env, "listening").await
     }
 }
 
@@ -303,16 +329,22 @@ impl Gateway {
     async fn spawn(
         dir: Arc<tempfile::TempDir>,
         config_path: PathBuf,
+        env: Env,
         wait_for: &'static str,
     ) -> Gateway {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sessiongate"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sessiongate"));
+        command
             .args(["serve", "--config"])
             .arg(&config_path)
-            .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the sessiongate binary starts");
+            .stderr(Stdio::piped());
+        for (key, value) in &env {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        let mut child = command.spawn().expect("the sessiongate binary starts");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = mpsc::channel();
         let stdout = child.stdout.take().unwrap();
@@ -354,6 +386,7 @@ impl Gateway {
             logs,
             dir,
             config_path,
+            env,
             client: client(),
         }
     }
@@ -448,7 +481,13 @@ impl Gateway {
     /// SIGKILLs this process and starts a new one on the same config and store file.
     pub async fn crash_and_restart(mut self) -> Gateway {
         self.kill9();
-        Gateway::spawn(self.dir.clone(), self.config_path.clone(), "ready").await
+        Gateway::spawn(
+            self.dir.clone(),
+            self.config_path.clone(),
+            self.env.clone(),
+            "ready",
+        )
+        .await
     }
 
     /// Sends SIGTERM and waits for the exit status.
