@@ -10,6 +10,7 @@
 //! gateway.rs  handle(req)  never fails; try_handle(req) -> Result<Response, GatewayError>
 //!               1 route      bad path -> 400; admin prefix -> admin_api; public path?
 //!               2 token      token::extract + Verifier::verify     401 + WWW-Authenticate
+//!                            (verify cache; unknown key -> one shared JWKS refetch)
 //!               3 session    Sessions::check (memory only)         401 session_invalidated
 //!               4 rewrite    Upstream::prepare (sync, infallible)
 //!               5 forward    Upstream::send                        502 | 504
@@ -19,6 +20,7 @@
 //!             one access-log event + metrics per request
 //! admin_api   logout -> store commit (fsync | Redis script + PUBLISH) -> Sessions::apply -> 200
 //! fleet.rs    (redis store) subscribe -> resync -> apply published changes; ping, resync
+//! keys/ring   (jwks_url) fetch at start -> refresh every refresh_secs -> publish a new KeySet
 //! ```
 //!
 //! A request never waits on the store: cutoffs are loaded into memory before the gateway
