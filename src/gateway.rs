@@ -102,6 +102,8 @@ impl Gateway {
         let method = req.method().clone();
         // A `Uri` clone shares its bytes: the path is kept for the log without a copy.
         let uri = req.uri().clone();
+        let trusted = &self.state.config.server.trusted_proxies;
+        let client_ip = crate::client_ip::client_ip(self.conn.peer, req.headers(), trusted);
         let mut record = AccessRecord::default();
         let result = self.try_handle(req, &mut record).await;
         let metrics = &self.state.metrics;
@@ -134,6 +136,7 @@ impl Gateway {
             target: "access",
             %method,
             path = uri.path(),
+            %client_ip,
             status = status.as_u16(),
             reason = reason.map(TokenError::as_str),
             latency_ms = elapsed.as_secs_f64() * 1000.0,
@@ -302,7 +305,10 @@ pub async fn authenticate(
     let claims = match verifier.verify(presented.token, now) {
         Err(refused)
             if verifier.may_need_new_keys(presented.token, refused)
-                && verifier.keys().refetch_for_unknown_key(generation).await =>
+                && verifier
+                    .keys()
+                    .refetch_for_unknown_key(generation, &state.metrics.jwks_refreshes)
+                    .await =>
         {
             now = clock::now();
             verifier.verify(presented.token, now)

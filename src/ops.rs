@@ -59,7 +59,9 @@ fn readyz(state: &AppState) -> Response<Body> {
         StoreStatus::Degraded => (true, "degraded"),
         StoreStatus::Stale => (false, "stale"),
     };
-    let ready = keys_ready && store_ready;
+    // Draining at shutdown: tell the load balancer to stop sending before the listener goes.
+    let draining = state.shutdown.is_cancelled();
+    let ready = keys_ready && store_ready && !draining;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -67,6 +69,6 @@ fn readyz(state: &AppState) -> Response<Body> {
     };
     body::json(
         status,
-        &json!({ "ready": ready, "keys": keys, "store": store }),
+        &json!({ "ready": ready, "keys": keys, "store": store, "draining": draining }),
     )
 }

@@ -423,7 +423,7 @@ async fn not_ready_until_the_first_jwks_fetch_succeeds() {
         readyz(&gw).await,
         (
             503,
-            json!({"ready": false, "keys": "loading", "store": "loaded"})
+            json!({"ready": false, "keys": "loading", "store": "loaded", "draining": false})
         )
     );
     assert_eq!(upstream.count(), 0, "nothing is forwarded while not ready");
@@ -441,7 +441,7 @@ async fn not_ready_until_the_first_jwks_fetch_succeeds() {
         readyz(&gw).await,
         (
             200,
-            json!({"ready": true, "keys": "loaded", "store": "loaded"})
+            json!({"ready": true, "keys": "loaded", "store": "loaded", "draining": false})
         )
     );
     // The `ready` line follows /readyz within a few milliseconds, and only once.
@@ -486,7 +486,7 @@ async fn an_hmac_key_does_not_make_the_gateway_ready_before_the_jwks_loads() {
         readyz(&gw).await,
         (
             503,
-            json!({"ready": false, "keys": "loading", "store": "loaded"})
+            json!({"ready": false, "keys": "loading", "store": "loaded", "draining": false})
         )
     );
 
@@ -1294,7 +1294,7 @@ async fn https_jwks_from_an_untrusted_certificate_never_makes_the_gateway_ready(
         readyz(&gw).await,
         (
             503,
-            json!({"ready": false, "keys": "loading", "store": "loaded"})
+            json!({"ready": false, "keys": "loading", "store": "loaded", "draining": false})
         )
     );
     let (status, body) = call(&gw, &signed(Signer::Rs256, "k1")).await;

@@ -624,7 +624,7 @@ async fn ops_listener_answers_healthz_readyz_and_404_for_unknown_paths() {
         (status, body),
         (
             200,
-            json!({"ready": true, "keys": "loaded", "store": "loaded"})
+            json!({"ready": true, "keys": "loaded", "store": "loaded", "draining": false})
         )
     );
 

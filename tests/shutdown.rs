@@ -233,3 +233,39 @@ async fn sighup_without_tls_neither_stops_nor_disturbs_the_gateway() {
     }
     assert!(gw.logs().contains("SIGHUP received"), "{}", gw.logs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_says_draining_while_in_flight_requests_finish() {
+    let upstream = upstream().await;
+    let gw = gateway(&upstream).start().await;
+    let ops = gw.ops.expect("ops listener");
+    let request = in_flight(&gw, &upstream, "/slow/1500").await;
+    let (sent, exit) = sigterm(gw);
+    let client = support::client();
+    let body = loop {
+        let rsp = client
+            .get(format!("http://{ops}/readyz"))
+            .send()
+            .await
+            .unwrap();
+        if rsp.status() == 503 {
+            break rsp.json::<serde_json::Value>().await.unwrap();
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(1),
+            "/readyz still 200 one second after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(body["draining"], true, "{body}");
+    assert_eq!(body["ready"], false, "{body}");
+    assert_eq!(
+        request.await.unwrap().expect("answered"),
+        200,
+        "the in-flight request still completes"
+    );
+    assert_eq!(
+        exited(exit, Duration::from_secs(10)).await.status.code(),
+        Some(0)
+    );
+}

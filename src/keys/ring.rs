@@ -133,7 +133,11 @@ impl KeyRing {
     /// less than `UNKNOWN_KEY_REFETCH` ago. Concurrent callers share one refetch. `seen` is
     /// the key-set generation the caller verified with; returns whether the keys changed
     /// since then (worth verifying again).
-    pub async fn refetch_for_unknown_key(&self, seen: u64) -> bool {
+    pub async fn refetch_for_unknown_key(
+        &self,
+        seen: u64,
+        results: &Family<ResultLabels, Counter>,
+    ) -> bool {
         if self.remotes.is_empty() {
             return false;
         }
@@ -148,8 +152,14 @@ impl KeyRing {
         let mut changed = false;
         for remote in &self.remotes {
             match remote.refresh().await {
-                Ok(fetched) => changed |= fetched.changed,
+                Ok(fetched) => {
+                    results.get_or_create(&ResultLabels { result: "ok" }).inc();
+                    changed |= fetched.changed;
+                }
                 Err(error) => {
+                    results
+                        .get_or_create(&ResultLabels { result: "error" })
+                        .inc();
                     tracing::warn!(key = remote.name, %error, "JWKS refetch for an unknown key failed")
                 }
             }
