@@ -599,3 +599,74 @@ fn optional_string<'a>(
         Some(_) => Err(TokenError::Malformed),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn bearer_header_wins_over_the_cookie() {
+        let both = headers(&[
+            ("authorization", "Bearer a.b.c"),
+            ("cookie", "x=1; sg=d.e.f"),
+        ]);
+        let presented = extract(&both, Some("sg")).unwrap();
+        assert_eq!(
+            (presented.token, presented.source),
+            ("a.b.c", TokenSource::Header)
+        );
+        let cookie_only = headers(&[
+            ("authorization", "Basic dXNlcg=="),
+            ("cookie", "x=1; sg=d.e.f"),
+        ]);
+        let presented = extract(&cookie_only, Some("sg")).unwrap();
+        assert_eq!(
+            (presented.token, presented.source),
+            ("d.e.f", TokenSource::Cookie)
+        );
+        assert!(
+            extract(&cookie_only, None).is_none(),
+            "no cookie configured: no token"
+        );
+    }
+
+    #[test]
+    fn session_ids_show_at_most_16_hex_digits_of_a_hash() {
+        let id = session_id("a.b.c", None);
+        assert_eq!(id.len(), "sha256:".len() + 64);
+        assert_eq!(session_id_prefix(&id), &id[..7 + 16]);
+        assert_eq!(session_id("a.b.c", Some("j1")), "jti:j1");
+        assert_eq!(session_id_prefix("jti:j1"), "jti:j1");
+    }
+
+    #[test]
+    fn base64url_segments_are_checked_strictly() {
+        assert!(is_base64url("eyJhbGciOiJIUzI1NiJ9"));
+        assert!(
+            is_base64url(""),
+            "an empty signature is well-formed (alg none is refused later)"
+        );
+        for bad in ["abc=", "a+b", "a/b", "a b", "abcde"] {
+            assert!(!is_base64url(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_reason_is_listed_once_with_its_wire_name() {
+        let names: std::collections::HashSet<_> =
+            TokenError::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), TokenError::ALL.len());
+        assert!(TokenError::ALL.iter().all(|r| r.to_string() == r.as_str()));
+    }
+}
