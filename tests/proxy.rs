@@ -658,33 +658,9 @@ async fn streams_100_mib_both_ways_in_small_memory() {
     let gw = gateway(&upstream).start().await;
     let jwt = token().sign();
 
-    let chunk = bytes::Bytes::from(vec![b'u'; MIB]);
-    let chunks = (0..TOTAL / MIB).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
-    let rsp = gw
-        .post("/upload")
-        .bearer_auth(&jwt)
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            chunks,
-        )))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rsp.status(), 200);
-    assert_eq!(rsp.json::<Value>().await.unwrap()["body_len"], TOTAL);
+    assert_eq!(gw.upload(&jwt, TOTAL).await, TOTAL);
     assert_eq!(upstream.last().body_len, TOTAL);
-
-    let mut rsp = gw
-        .get(&format!("/download/{TOTAL}"))
-        .bearer_auth(&jwt)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rsp.status(), 200);
-    let mut received = 0;
-    while let Some(chunk) = rsp.chunk().await.unwrap() {
-        received += chunk.len();
-    }
-    assert_eq!(received, TOTAL);
+    assert_eq!(gw.download(&jwt, TOTAL).await, TOTAL);
 
     let peak = gw.peak_rss_bytes();
     println!(

@@ -19,7 +19,6 @@ use hyper::body::{Frame, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
 use support::{Gateway, admin, now, token};
 use tokio::net::TcpListener;
 
@@ -374,36 +373,13 @@ async fn one_gib_upload_and_download_pass_in_flat_memory() {
     let gw = support::gateway(&upstream).start().await;
     let jwt = token().sign();
 
-    let chunk = Bytes::from(vec![b'u'; MIB]);
-    let chunks = (0..GIB / MIB).map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
     let started = Instant::now();
-    let rsp = gw
-        .post("/upload")
-        .bearer_auth(&jwt)
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
-            chunks,
-        )))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rsp.status(), 200);
-    assert_eq!(rsp.json::<Value>().await.unwrap()["body_len"], GIB);
+    assert_eq!(gw.upload(&jwt, GIB).await, GIB);
     assert_eq!(upstream.last().body_len, GIB);
     let upload = started.elapsed();
 
     let started = Instant::now();
-    let mut rsp = gw
-        .get(&format!("/download/{GIB}"))
-        .bearer_auth(&jwt)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rsp.status(), 200);
-    let mut received = 0;
-    while let Some(chunk) = rsp.chunk().await.unwrap() {
-        received += chunk.len();
-    }
-    assert_eq!(received, GIB);
+    assert_eq!(gw.download(&jwt, GIB).await, GIB);
     let download = started.elapsed();
 
     let peak = gw.peak_rss_bytes();

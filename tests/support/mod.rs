@@ -446,6 +446,46 @@ impl Gateway {
         rsp.json().await.unwrap()
     }
 
+    /// Streams `total` bytes to `/upload` in 1 MiB chunks (never holding more) and returns
+    /// how many bytes the upstream says it received.
+    pub async fn upload(&self, jwt: &str, total: usize) -> usize {
+        const CHUNK: usize = 1024 * 1024;
+        let chunk = Bytes::from(vec![b'u'; CHUNK]);
+        let chunks = (0..total.div_ceil(CHUNK)).map(move |i| {
+            let n = CHUNK.min(total - i * CHUNK);
+            Ok::<_, std::io::Error>(chunk.slice(..n))
+        });
+        let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+        let rsp = self
+            .post("/upload")
+            .bearer_auth(jwt)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rsp.status(), 200, "upload through the gateway");
+        let echoed = rsp.json::<Value>().await.unwrap()["body_len"]
+            .as_u64()
+            .unwrap();
+        usize::try_from(echoed).unwrap()
+    }
+
+    /// Downloads `/download/<total>`, counting bytes as they arrive (never buffering them).
+    pub async fn download(&self, jwt: &str, total: usize) -> usize {
+        let mut rsp = self
+            .get(&format!("/download/{total}"))
+            .bearer_auth(jwt)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rsp.status(), 200, "download through the gateway");
+        let mut received = 0;
+        while let Some(chunk) = rsp.chunk().await.unwrap() {
+            received += chunk.len();
+        }
+        received
+    }
+
     /// `VmHWM` (peak resident set size) of the gateway process, in bytes.
     pub fn peak_rss_bytes(&self) -> usize {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
