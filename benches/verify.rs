@@ -10,12 +10,11 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::HeaderMap;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use prometheus_client::metrics::counter::Counter;
 use serde_json::json;
+use sessiongate::auth::{self, AuthMetrics, KeyRing, Verifier};
 use sessiongate::config::Config;
-use sessiongate::keys::KeyRing;
-use sessiongate::sessions::{Cutoff, Scope, Sessions};
-use sessiongate::token::{self, Verifier};
+use sessiongate::sessions::Sessions;
+use sessiongate::store::{Cutoff, Scope};
 
 const SECRET: &str = "sessiongate-bench-secret-0123456789abcdef";
 
@@ -46,12 +45,8 @@ fn verifier(dir: &tempfile::TempDir, cache_entries: u64) -> Verifier {
     );
     let config = Config::from_toml(&text, &[]).unwrap();
     let ring = Arc::new(KeyRing::load(&config.jwt.keys).unwrap());
-    Verifier::new(
-        config.jwt,
-        config.sessions,
-        ring,
-        (Counter::default(), Counter::default()),
-    )
+    let metrics = AuthMetrics::register(&mut sessiongate::ops::registry());
+    Verifier::new(&config, ring, metrics)
 }
 
 fn token(alg: Algorithm) -> String {
@@ -69,7 +64,7 @@ fn token(alg: Algorithm) -> String {
 
 /// A workspace with a cutoff in the past, so the session check does real work.
 fn sessions() -> Sessions {
-    let sessions = Sessions::default();
+    let sessions = Sessions::new(&mut sessiongate::ops::registry());
     sessions.apply(
         &Scope::Workspace("acme".into()),
         Cutoff {
@@ -94,10 +89,10 @@ fn hot_path(c: &mut Criterion) {
             );
             c.bench_function(&format!("{alg:?}/{label}"), |b| {
                 b.iter(|| {
-                    let presented = token::extract(black_box(&headers), None).unwrap();
+                    let presented = auth::extract(black_box(&headers), None).unwrap();
                     let now = sessiongate::clock::now();
                     let claims = verifier.verify(presented.token, now).unwrap();
-                    sessions.check(&claims, now).unwrap();
+                    sessions.check(&claims.session(), now).unwrap();
                     claims
                 })
             });

@@ -11,7 +11,7 @@ use config::{Environment, File, FileFormat};
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 
-use crate::paths::PublicPaths;
+use crate::web::PublicPaths;
 
 pub mod raw;
 mod summary;
@@ -145,9 +145,11 @@ pub struct RemoteJwksConfig {
 }
 
 /// `[sessions]`
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SessionsConfig {
     pub time_claim: TimeClaim,
+    /// `sessions.user_claim`: the claim naming the user of per-user cutoffs (`sub`).
+    pub user_claim: ClaimPath,
     pub iat_backdate_secs: f64,
     pub invalidation_margin_secs: i64,
 }

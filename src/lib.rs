@@ -32,33 +32,22 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub mod admin_api;
-pub mod audit;
-pub mod body;
-pub mod client_ip;
+pub mod admin;
+pub mod auth;
+pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod demo;
-pub mod error;
-pub mod fleet;
-pub mod forward;
-pub mod gateway;
-pub mod guard;
-pub mod keys;
-pub mod logging;
-pub mod metrics;
-pub mod mint;
 pub mod ops;
-pub mod paths;
-pub mod server;
+pub mod proxy;
 pub mod sessions;
 pub mod state;
 pub mod store;
 pub mod tls;
-pub mod token;
-pub mod tunnel;
+pub mod web;
 
 pub use config::Config;
+
+use state::AppState;
 
 /// The sockets the gateway serves on, bound by the caller (tests bind port 0).
 pub struct Listeners {
@@ -78,13 +67,13 @@ pub struct Announce {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Keys(#[from] keys::KeyError),
+    Keys(#[from] auth::KeyError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
-    Upstream(#[from] forward::UpstreamSetupError),
+    Upstream(#[from] proxy::UpstreamSetupError),
     #[error("cannot handle SIGHUP: {0}")]
     Signal(#[source] std::io::Error),
 }
@@ -96,46 +85,71 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let keys = Arc::new(keys::KeyRing::load(&config.jwt.keys)?);
+    let keys = auth::KeyRing::load(&config.jwt.keys)?;
     let certs = config
         .server
         .tls
         .as_ref()
         .map(tls::CertStore::load)
         .transpose()?;
-    let upstream = forward::Upstream::new(config.upstream.clone())?;
+    let upstream = proxy::Upstream::new(&config)?;
     let store = store::Store::open(&config.store).await?;
-    let state = Arc::new(state::AppState::new(config, keys, store, upstream));
-    state
-        .verifier
-        .keys()
-        .spawn_refreshers(state.metrics.jwks_refreshes.clone(), state.shutdown.clone());
+    let mut registry = ops::registry();
+    let state = Arc::new(AppState::new(config, keys, store, &mut registry));
+    let proxy = Arc::new(proxy::Proxy::new(state.clone(), upstream, &mut registry));
+    state.verifier.spawn_refreshers(state.shutdown.clone());
     let announce = Announce::new(&listeners);
+    let registry = Arc::new(registry);
     let ops_task = listeners
         .ops
-        .map(|listener| tokio::spawn(ops::serve(listener, state.clone())));
+        .map(|listener| tokio::spawn(ops::serve(listener, state.clone(), registry)));
     let acceptor = certs
         .as_ref()
         .map(|certs| tokio_rustls::TlsAcceptor::from(Arc::new(certs.server_config())));
-    // Registered before `ready` is reported: SIGHUP must reload, never kill.
+    spawn_hangup_handler(certs, &state)?;
+    announce.listening();
+    load_store(&state).await?;
+    tokio::spawn(announce.when_ready(state.clone()));
+    proxy::serve(listeners.main, proxy, acceptor, shutdown).await;
+    if let Some(task) = ops_task {
+        task.abort();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// SIGHUP reloads the TLS certificate, and never kills the gateway. Registered before
+/// `ready` is reported.
+fn spawn_hangup_handler(
+    certs: Option<Arc<tls::CertStore>>,
+    state: &AppState,
+) -> Result<(), RunError> {
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(RunError::Signal)?;
     match certs {
         Some(certs) => tokio::spawn(certs.watch(hangup, state.shutdown.clone())),
         None => tokio::spawn(tls::ignore_hangups(hangup)),
     };
-    announce.listening();
-    // A shared store is loaded by the fleet task, which keeps retrying while the main
-    // listener answers 503; a local one is loaded here, and a failure stops the start.
-    if !fleet::spawn(&state) {
-        state.load().await?;
+    Ok(())
+}
+
+/// A local store is loaded here, and a failure stops the start. A shared one is loaded
+/// by its sync task, which keeps retrying while the main listener answers 503.
+async fn load_store(state: &Arc<AppState>) -> Result<(), RunError> {
+    if state.store.shared().is_none() {
+        state.sessions.load(&state.store).await?;
+        return Ok(());
     }
-    tokio::spawn(announce.when_ready(state.clone()));
-    server::serve(listeners.main, state, acceptor, shutdown).await;
-    if let Some(task) = ops_task {
-        task.abort();
-    }
-    tracing::info!("stopped");
+    let state = state.clone();
+    tokio::spawn(async move {
+        let Some(store) = state.store.shared() else {
+            return;
+        };
+        tokio::select! {
+            () = sessions::keep_in_sync(&state.sessions, store) => {}
+            () = state.shutdown.cancelled() => {}
+        }
+    });
     Ok(())
 }
 
@@ -156,12 +170,12 @@ impl Announce {
     }
 
     /// Logs `ready` once keys (remote JWKS included) and every stored cutoff are loaded.
-    async fn when_ready(self, state: Arc<state::AppState>) {
+    async fn when_ready(self, state: Arc<AppState>) {
         while !state.is_ready() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let keys = state.verifier.keys().current().len();
-        let cutoffs = state.metrics.cutoffs_loaded.get();
+        let cutoffs = state.sessions.loaded_count();
         tracing::info!(listen = %self.listen, ops = self.ops, cutoffs, keys, "ready");
     }
 }

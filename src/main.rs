@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use sessiongate::Listeners;
+use sessiongate::auth::KeySet;
+use sessiongate::cli::{TokenRequest, mint};
 use sessiongate::config::Config;
-use sessiongate::mint::{TokenRequest, mint};
-use sessiongate::{Listeners, keys};
 use tokio::net::TcpListener;
 
 /// mimalloc: the request path allocates and frees small buffers on every request, and
@@ -87,7 +88,7 @@ fn main() -> ExitCode {
             token(&config, &request)
         }
         Command::Demo => runtime().block_on(async {
-            match sessiongate::demo::run(shutdown_signal()).await {
+            match sessiongate::cli::demo(shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => fail(1, &error),
             }
@@ -100,7 +101,7 @@ fn serve(path: &std::path::Path) -> ExitCode {
         Ok(config) => config,
         Err(error) => return fail(EXIT_CONFIG, &error),
     };
-    sessiongate::logging::init(&config.log);
+    sessiongate::ops::init_logging(&config.log);
     runtime().block_on(async {
         let listeners = match bind(&config).await {
             Ok(listeners) => listeners,
@@ -136,7 +137,7 @@ fn check(path: &std::path::Path) -> ExitCode {
         Ok(config) => config,
         Err(error) => return fail(1, &error),
     };
-    let keys = match keys::KeySet::load(&config.jwt.keys) {
+    let keys = match KeySet::load(&config.jwt.keys) {
         Ok(keys) => keys,
         Err(error) => return fail(1, &error),
     };

@@ -1,23 +1,28 @@
 //! Where cutoffs, preserved sessions and audit records are kept across restarts.
 //!
-//! The request path never calls the store: it is read once at start into `Sessions`
-//! and written by the admin API, which answers only after the commit.
+//! The request path never calls the store: it is read once at start into
+//! `crate::sessions` and written by the one write path there, which answers only after
+//! the commit. This room knows nothing of memory or requests.
 
-use crate::audit::AuditRecord;
 use crate::config::StoreConfig;
-use crate::sessions::{Cutoff, Preserved, Scope};
 
 mod embedded;
+mod record;
 mod redis;
 
 pub use embedded::EmbeddedStore;
+pub use record::{Action, AuditRecord, Category, Cutoff, Preserved, Scope};
 pub use redis::{Published, RedisStore, Subscription};
+
+/// Cutoffs handed from a blocking load to the task applying them, per message: a load
+/// streams instead of collecting every cutoff first.
+const LOAD_BATCH: usize = 1024;
 
 /// The configured store.
 pub enum Store {
     /// redb, on a file (`embedded`) or in memory (`memory`, for tests).
     Embedded(EmbeddedStore),
-    /// One Redis shared by a fleet; kept in step by `crate::fleet`. Boxed: it is large
+    /// One Redis shared by a fleet; kept in step by `crate::sessions::keep_in_sync`. Boxed: it is large
     /// and there is one per process.
     Redis(Box<RedisStore>),
 }
@@ -99,7 +104,7 @@ from_redb!(
 
 impl Store {
     /// Opens (creating if needed) the configured store. A Redis store is not connected
-    /// yet: `crate::fleet` does that, and keeps retrying.
+    /// yet: `crate::sessions::keep_in_sync` does that, and keeps retrying.
     pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
         match config {
             StoreConfig::Embedded { path } => {
@@ -126,12 +131,27 @@ impl Store {
         }
     }
 
-    /// Every cutoff, for loading into memory at start.
-    pub async fn load(&self) -> Result<Vec<(Scope, Cutoff)>, StoreError> {
-        match self {
-            Self::Embedded(store) => store.clone().blocking(|s| s.load()).await,
-            Self::Redis(store) => store.load().await,
+    /// Hands every stored cutoff to `apply`, streaming (never all in memory at once);
+    /// returns how many there were.
+    pub async fn load_into(
+        &self,
+        mut apply: impl FnMut(Scope, Cutoff),
+    ) -> Result<usize, StoreError> {
+        let store = match self {
+            Self::Embedded(store) => store.clone(),
+            Self::Redis(store) => return store.load_into(apply).await,
+        };
+        let (batches, mut received) = tokio::sync::mpsc::channel(4);
+        let reader = tokio::task::spawn_blocking(move || store.load(LOAD_BATCH, &batches));
+        let mut count = 0;
+        while let Some(batch) = received.recv().await {
+            count += batch.len();
+            batch
+                .into_iter()
+                .for_each(|(scope, cutoff)| apply(scope, cutoff));
         }
+        reader.await??;
+        Ok(count)
     }
 
     /// Commits a logout and its audit record atomically.

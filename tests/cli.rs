@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use sessiongate::config::raw::{RawConfig, RawJwt, RawKey, RawUpstream};
 use sessiongate::config::{KeySource, LogFormat, StoreConfig, TimeClaim};
-use sessiongate::paths::PublicPaths;
+use sessiongate::web::PublicPaths;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sessiongate");
 /// The reference file, relative to the package root (the working directory of tests).

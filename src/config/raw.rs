@@ -115,6 +115,7 @@ pub struct RawKey {
 #[serde(deny_unknown_fields, default)]
 pub struct RawSessions {
     pub time_claim: String,
+    pub user_claim: String,
     pub iat_backdate_secs: u64,
     pub invalidation_margin_secs: u64,
 }
@@ -218,6 +219,7 @@ impl Default for RawSessions {
     fn default() -> Self {
         Self {
             time_claim: "iat".into(),
+            user_claim: "sub".into(),
             iat_backdate_secs: 0,
             invalidation_margin_secs: 0,
         }

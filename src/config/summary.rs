@@ -80,6 +80,10 @@ impl Config {
         };
         line("sessions.time_claim", time_claim.into());
         line(
+            "sessions.user_claim",
+            self.sessions.user_claim.segments().join("."),
+        );
+        line(
             "sessions.iat_backdate_secs",
             self.sessions.iat_backdate_secs.to_string(),
         );

@@ -15,7 +15,7 @@ use super::{
     LogFormat, RedisConfig, RedisUrl, RemoteJwksConfig, ServerConfig, SessionsConfig, StoreConfig,
     TimeClaim, TlsConfig, UpstreamConfig,
 };
-use crate::paths::PublicPaths;
+use crate::web::{PublicPaths, check_path};
 
 impl TryFrom<RawConfig> for Config {
     type Error = ConfigError;
@@ -168,7 +168,7 @@ fn auth(raw: RawAuth) -> Result<AuthConfig, ConfigError> {
 
 fn admin_prefix(prefix: &str) -> Result<String, ConfigError> {
     let prefix = prefix.trim_end_matches('/');
-    if !prefix.starts_with('/') || crate::paths::check(prefix).is_err() {
+    if !prefix.starts_with('/') || check_path(prefix).is_err() {
         return Err(invalid(
             "admin.path_prefix",
             "must be a clean absolute path such as /_sessiongate",
@@ -361,6 +361,7 @@ fn sessions(raw: RawSessions) -> Result<SessionsConfig, ConfigError> {
         .map_err(|_| invalid("sessions.invalidation_margin_secs", "is too large"))?;
     Ok(SessionsConfig {
         time_claim,
+        user_claim: ClaimPath::parse("sessions.user_claim", &raw.user_claim)?,
         iat_backdate_secs: raw.iat_backdate_secs as f64,
         invalidation_margin_secs: margin,
     })

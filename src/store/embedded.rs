@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use super::{Change, StoreError};
-use crate::audit::AuditRecord;
-use crate::sessions::{Cutoff, Scope};
+use tokio::sync::mpsc::Sender;
+
+use super::{AuditRecord, Change, Cutoff, Scope, StoreError};
 
 const WORKSPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("workspace_cutoffs");
 const USERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("user_cutoffs");
@@ -71,26 +71,44 @@ impl EmbeddedStore {
         tokio::task::spawn_blocking(move || work(&self)).await?
     }
 
-    pub(super) fn load(&self) -> Result<Vec<(Scope, Cutoff)>, StoreError> {
+    /// Sends every cutoff to `batches`, `batch` at a time. Runs on the blocking pool; a
+    /// closed receiver ends the load early.
+    pub(super) fn load(
+        &self,
+        batch: usize,
+        batches: &Sender<Vec<(Scope, Cutoff)>>,
+    ) -> Result<(), StoreError> {
         let txn = self.db.begin_read()?;
-        let mut cutoffs = Vec::new();
-        for entry in txn.open_table(WORKSPACES)?.iter()? {
+        let workspaces = txn.open_table(WORKSPACES)?;
+        let workspaces = workspaces.iter()?.map(|entry| -> Result<_, StoreError> {
             let (key, value) = entry?;
-            cutoffs.push((
-                Scope::Workspace(key.value().to_string()),
-                serde_json::from_slice(value.value())?,
-            ));
-        }
-        for entry in txn.open_table(USERS)?.iter()? {
+            let scope = Scope::Workspace(key.value().to_string());
+            Ok((scope, serde_json::from_slice(value.value())?))
+        });
+        let users = txn.open_table(USERS)?;
+        let users = users.iter()?.map(|entry| -> Result<_, StoreError> {
             let (key, value) = entry?;
             let (workspace, subject) = key.value();
             let scope = Scope::User {
                 workspace: workspace.to_string(),
                 subject: subject.to_string(),
             };
-            cutoffs.push((scope, serde_json::from_slice(value.value())?));
+            Ok((scope, serde_json::from_slice(value.value())?))
+        });
+        let mut pending = Vec::with_capacity(batch);
+        for cutoff in workspaces.chain(users) {
+            pending.push(cutoff?);
+            if pending.len() == batch {
+                let full = std::mem::replace(&mut pending, Vec::with_capacity(batch));
+                if batches.blocking_send(full).is_err() {
+                    return Ok(());
+                }
+            }
         }
-        Ok(cutoffs)
+        if !pending.is_empty() {
+            let _ = batches.blocking_send(pending);
+        }
+        Ok(())
     }
 
     /// One write transaction: read the current cutoff, keep the higher one, bump the

@@ -12,7 +12,7 @@
 //! Every commit is one Lua script, so the compare (keep the higher cutoff), the write, the
 //! audit record and the publish happen atomically on the server: two gateways logging a
 //! workspace out at once cannot move its cutoff backwards. The connections themselves are
-//! owned by the fleet task (`crate::fleet`), which connects, resyncs and watches them; this
+//! owned by the fleet task (`crate::sessions::keep_in_sync`), which connects, resyncs and watches them; this
 //! type only uses the command connection it was handed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,10 +23,8 @@ use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::{AsyncConnectionConfig, Client};
 use serde::{Deserialize, Serialize};
 
-use super::{Change, Committed, StoreError};
-use crate::audit::AuditRecord;
+use super::{AuditRecord, Change, Committed, Cutoff, Scope, StoreError};
 use crate::config::RedisConfig;
-use crate::sessions::{Cutoff, Scope};
 
 /// Connecting (TCP, TLS, AUTH) may take this long before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -243,14 +241,6 @@ impl RedisStore {
             }
         }
         Ok(count)
-    }
-
-    /// Every cutoff, collected.
-    pub(super) async fn load(&self) -> Result<Vec<(Scope, Cutoff)>, StoreError> {
-        let mut cutoffs = Vec::new();
-        self.load_into(|scope, cutoff| cutoffs.push((scope, cutoff)))
-            .await?;
-        Ok(cutoffs)
     }
 
     /// Runs the commit script: compare, write, audit and publish in one step on the server.

@@ -12,14 +12,14 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use crate::body::BoxError;
+use crate::auth::Claims;
 use crate::clock;
 use crate::state::AppState;
-use crate::token::Claims;
+use crate::web::BoxError;
 
 /// Why a long-lived exchange was ended by the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Ended {
+pub(super) enum Ended {
     #[error("the session was logged out")]
     Revoked,
     #[error("the token expired")]
@@ -29,14 +29,14 @@ pub enum Ended {
 }
 
 /// A boxed [`session_ended`] future.
-pub type EndSignal = Pin<Box<dyn Future<Output = Ended> + Send>>;
+pub(super) type EndSignal = Pin<Box<dyn Future<Output = Ended> + Send>>;
 
 pin_project! {
     /// A response body that ends with an error (closing the stream) once its session ends.
     ///
     /// The session is only watched once the upstream keeps the client waiting, so a short
     /// response never allocates a watcher or arms a timer.
-    pub struct Guarded<B> {
+    pub(super) struct Guarded<B> {
         #[pin]
         inner: B,
         session: (Arc<AppState>, Arc<Claims>),
@@ -49,12 +49,16 @@ pin_project! {
 ///
 /// The session was checked when the request came in, but a logout may have landed while
 /// the upstream was answering, so it is checked again first.
-pub fn session_ended(state: Arc<AppState>, claims: Arc<Claims>) -> EndSignal {
+pub(super) fn session_ended(state: Arc<AppState>, claims: Arc<Claims>) -> EndSignal {
     let mut changes = state.sessions.subscribe();
     let leeway = state.config.jwt.leeway_secs;
     Box::pin(async move {
         loop {
-            if state.sessions.check(&claims, clock::now()).is_err() {
+            if state
+                .sessions
+                .check(&claims.session(), clock::now())
+                .is_err()
+            {
                 return Ended::Revoked;
             }
             // The answer can change at `exp` (a preserved session ends there) and at
@@ -87,7 +91,7 @@ pub fn session_ended(state: Arc<AppState>, claims: Arc<Claims>) -> EndSignal {
 
 impl<B> Guarded<B> {
     /// Wraps `inner` so it stops when the session of `claims` ends.
-    pub fn new(inner: B, state: Arc<AppState>, claims: Arc<Claims>) -> Self {
+    pub(super) fn new(inner: B, state: Arc<AppState>, claims: Arc<Claims>) -> Self {
         Self {
             inner,
             session: (state, claims),

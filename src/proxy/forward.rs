@@ -10,10 +10,11 @@ use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use ipnet::IpNet;
 
-use crate::config::UpstreamConfig;
-use crate::error::UpstreamError;
-use crate::token::{Claims, TokenSource};
+use crate::auth::{Caller, Claims, TokenSource};
+use crate::config::{Config, UpstreamConfig};
+use crate::web::{ConnInfo, UpstreamError};
 
 /// Identity headers set from the verified token; a client's own copies are always removed.
 pub const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
@@ -42,6 +43,10 @@ use to_origin::ToOrigin;
 pub struct Upstream {
     client: Client<ToOrigin, Incoming>,
     config: UpstreamConfig,
+    /// `auth.cookie`: removed from forwarded requests when `upstream.forward_token = false`.
+    cookie: Option<String>,
+    /// `server.trusted_proxies`: their `X-Forwarded-Proto` and `-Host` are kept.
+    trusted_proxies: Vec<IpNet>,
 }
 
 /// The upstream's TLS trust could not be set up.
@@ -50,16 +55,22 @@ pub struct Upstream {
 pub struct UpstreamSetupError(#[from] crate::tls::RootsError);
 
 /// What `prepare` needs to know about the request beyond the request itself.
-pub struct Forwarding<'a> {
-    pub identity: Option<&'a Claims>,
-    /// Where the verified token came from, for `upstream.forward_token = false`.
-    pub token_source: Option<TokenSource>,
-    pub cookie_name: Option<&'a str>,
-    /// The address this connection came from: appended to `X-Forwarded-For`.
-    pub peer: IpAddr,
-    pub tls: bool,
+pub(super) struct Forwarding<'a> {
+    /// Who the verified token says the caller is; `None` on public paths.
+    pub(super) caller: Option<&'a Caller>,
+    pub(super) conn: &'a ConnInfo,
     /// The client's `Upgrade` header for a WebSocket handshake, kept through the hop-by-hop removal.
-    pub upgrade: Option<HeaderValue>,
+    pub(super) upgrade: Option<HeaderValue>,
+}
+
+/// The `X-Forwarded-*` values of one request.
+struct Forwarded {
+    /// The address this connection came from: appended to `X-Forwarded-For`.
+    peer: IpAddr,
+    /// Whether the peer is a trusted proxy, whose own `-Proto` and `-Host` are kept.
+    trusted: bool,
+    tls: bool,
+    host: Option<HeaderValue>,
 }
 
 // === impl Upstream ===
@@ -67,24 +78,30 @@ pub struct Forwarding<'a> {
 impl Upstream {
     /// A pooled keep-alive client for `upstream.url`: HTTP/1.1, or HTTP/2 when an `https`
     /// upstream offers it by ALPN.
-    pub fn new(config: UpstreamConfig) -> Result<Self, UpstreamSetupError> {
-        let https = config.origin.scheme_str() == Some("https");
-        let roots = crate::tls::client_roots(config.ca_file.as_deref(), https)?;
+    pub fn new(config: &Config) -> Result<Self, UpstreamSetupError> {
+        let upstream = config.upstream.clone();
+        let https = upstream.origin.scheme_str() == Some("https");
+        let roots = crate::tls::client_roots(upstream.ca_file.as_deref(), https)?;
         let connector = ToOrigin::new(
-            crate::tls::https_connector(roots, config.connect_timeout),
-            config.origin.clone(),
+            crate::tls::https_connector(roots, upstream.connect_timeout),
+            upstream.origin.clone(),
         );
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
-        Ok(Self { client, config })
+        Ok(Self {
+            client,
+            config: upstream,
+            cookie: config.auth.cookie.clone(),
+            trusted_proxies: config.server.trusted_proxies.clone(),
+        })
     }
 
     /// Rewrites `req` for the upstream: target URI, hop-by-hop headers, X-Forwarded-*,
     /// identity headers and (optionally) the token.
-    pub fn prepare<B>(&self, req: &mut Request<B>, fwd: &Forwarding<'_>) {
+    pub(super) fn prepare<B>(&self, req: &mut Request<B>, fwd: &Forwarding<'_>) {
         // HTTP/2 clients send the host as :authority; the upstream gets it as Host.
         let host = req.headers().get(header::HOST).cloned().or_else(|| {
             req.uri()
@@ -103,17 +120,27 @@ impl Upstream {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, upgrade.clone());
         }
-        let forwarded_host = host;
-        set_forwarded(headers, fwd, forwarded_host);
-        set_identity(headers, fwd.identity);
+        let peer = fwd.conn.peer.ip().to_canonical();
+        let forwarded = Forwarded {
+            peer,
+            trusted: self.trusted_proxies.iter().any(|net| net.contains(&peer)),
+            tls: fwd.conn.tls,
+            host,
+        };
+        set_forwarded(headers, forwarded);
+        set_identity(headers, fwd.caller.map(|c| &*c.claims));
         if !self.config.forward_token {
-            remove_token(headers, fwd.token_source, fwd.cookie_name);
+            let source = fwd.caller.map(|c| c.source);
+            remove_token(headers, source, self.cookie.as_deref());
         }
     }
 
     /// Sends the request; connection failures are 502, no response headers in time is 504.
     /// A 101 keeps its `Connection`/`Upgrade` headers for the tunnel.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Response<Incoming>, UpstreamError> {
+    pub(super) async fn send(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let mut response =
             tokio::time::timeout(self.config.response_timeout, self.client.request(req))
                 .await
@@ -168,7 +195,9 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarding<'_>, host: Option<HeaderValue>) {
+/// `X-Forwarded-For` gets the peer appended. `-Proto` and `-Host` describe this hop,
+/// unless a trusted proxy already set them (it saw the client's scheme and host).
+fn set_forwarded(headers: &mut HeaderMap, fwd: Forwarded) {
     let prior: Vec<&str> = headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
@@ -181,12 +210,27 @@ fn set_forwarded(headers: &mut HeaderMap, fwd: &Forwarding<'_>, host: Option<Hea
     if let Ok(chain) = HeaderValue::from_str(&chain) {
         headers.insert(X_FORWARDED_FOR, chain);
     }
-    let proto = if fwd.tls { "https" } else { "http" };
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-    match host {
-        Some(host) => headers.insert(X_FORWARDED_HOST, host),
-        None => headers.remove(X_FORWARDED_HOST),
-    };
+    if fwd.trusted && headers.contains_key(&X_FORWARDED_PROTO) {
+        keep_last(headers, &X_FORWARDED_PROTO);
+    } else {
+        let proto = if fwd.tls { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    }
+    if fwd.trusted && headers.contains_key(&X_FORWARDED_HOST) {
+        keep_last(headers, &X_FORWARDED_HOST);
+    } else {
+        match fwd.host {
+            Some(host) => headers.insert(X_FORWARDED_HOST, host),
+            None => headers.remove(X_FORWARDED_HOST),
+        };
+    }
+}
+
+/// One value of `name`: the last, which the nearest (trusted) proxy appended.
+fn keep_last(headers: &mut HeaderMap, name: &HeaderName) {
+    if let Some(last) = headers.get_all(name).iter().next_back().cloned() {
+        headers.insert(name, last);
+    }
 }
 
 fn set_identity(headers: &mut HeaderMap, identity: Option<&Claims>) {

@@ -9,15 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::jwks::RemoteJwks;
 use super::{KeyError, KeySet, VerifyKey};
+use crate::auth::AuthMetrics;
 use crate::config::{KeyConfig, KeySource};
-use crate::metrics::ResultLabels;
 
 /// At most one refetch for unknown keys per this interval.
 const UNKNOWN_KEY_REFETCH: Duration = Duration::from_secs(30);
@@ -76,30 +74,26 @@ impl KeyRing {
     }
 
     /// Starts one refresh task per remote JWKS; they stop at `shutdown`.
-    pub fn spawn_refreshers(
-        self: &Arc<Self>,
-        results: Family<ResultLabels, Counter>,
-        shutdown: CancellationToken,
-    ) {
+    pub fn spawn_refreshers(self: &Arc<Self>, metrics: AuthMetrics, shutdown: CancellationToken) {
         for index in 0..self.remotes.len() {
-            let (ring, results, shutdown) = (self.clone(), results.clone(), shutdown.clone());
+            let (ring, metrics, shutdown) = (self.clone(), metrics.clone(), shutdown.clone());
             tokio::spawn(async move {
                 tokio::select! {
-                    () = ring.refresh_forever(index, &results) => {}
+                    () = ring.refresh_forever(index, &metrics) => {}
                     () = shutdown.cancelled() => {}
                 }
             });
         }
     }
 
-    async fn refresh_forever(&self, index: usize, results: &Family<ResultLabels, Counter>) {
+    async fn refresh_forever(&self, index: usize, metrics: &AuthMetrics) {
         let remote = &self.remotes[index];
         let mut failures = 0usize;
         loop {
             let wait = match remote.refresh().await {
                 Ok(fetched) => {
                     failures = 0;
-                    results.get_or_create(&ResultLabels { result: "ok" }).inc();
+                    metrics.jwks_fetch(true);
                     if fetched.changed {
                         self.publish();
                     }
@@ -113,9 +107,7 @@ impl KeyRing {
                 }
                 Err(error) => {
                     failures += 1;
-                    results
-                        .get_or_create(&ResultLabels { result: "error" })
-                        .inc();
+                    metrics.jwks_fetch(false);
                     tracing::warn!(key = remote.name, %error, "JWKS refresh failed; keeping the last good keys");
                     match remote.keys() {
                         Some(_) => remote.refresh_interval().min(RETRY_AFTER_FAILURE),
@@ -133,11 +125,7 @@ impl KeyRing {
     /// less than `UNKNOWN_KEY_REFETCH` ago. Concurrent callers share one refetch. `seen` is
     /// the key-set generation the caller verified with; returns whether the keys changed
     /// since then (worth verifying again).
-    pub async fn refetch_for_unknown_key(
-        &self,
-        seen: u64,
-        results: &Family<ResultLabels, Counter>,
-    ) -> bool {
+    pub async fn refetch_for_unknown_key(&self, seen: u64, metrics: &AuthMetrics) -> bool {
         if self.remotes.is_empty() {
             return false;
         }
@@ -153,13 +141,11 @@ impl KeyRing {
         for remote in &self.remotes {
             match remote.refresh().await {
                 Ok(fetched) => {
-                    results.get_or_create(&ResultLabels { result: "ok" }).inc();
+                    metrics.jwks_fetch(true);
                     changed |= fetched.changed;
                 }
                 Err(error) => {
-                    results
-                        .get_or_create(&ResultLabels { result: "error" })
-                        .inc();
+                    metrics.jwks_fetch(false);
                     tracing::warn!(key = remote.name, %error, "JWKS refetch for an unknown key failed")
                 }
             }

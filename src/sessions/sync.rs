@@ -7,13 +7,12 @@
 //! this instance was away is healed. Requests never wait for any of this: they are checked
 //! against the cutoffs already in memory.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::time::{MissedTickBehavior, interval_at};
 
-use crate::state::AppState;
+use super::Sessions;
 use crate::store::{Published, RedisStore, StoreError, Subscription};
 
 /// How often both connections are pinged: a silent network failure shows within ~2 s.
@@ -29,36 +28,19 @@ struct Link {
     outage_logged: bool,
 }
 
-/// Starts the fleet task when the store is shared; returns whether it did. The task ends
-/// at shutdown.
-pub fn spawn(state: &Arc<AppState>) -> bool {
-    if state.store.shared().is_none() {
-        return false;
-    }
-    let state = state.clone();
-    tokio::spawn(async move {
-        let Some(store) = state.store.shared() else {
-            return;
-        };
-        let mut link = Link {
-            retry: FIRST_RETRY,
-            outage_logged: false,
-        };
-        tokio::select! {
-            () = keep_in_sync(&state, store, &mut link) => {}
-            () = state.shutdown.cancelled() => {}
-        }
-    });
-    true
-}
-
-async fn keep_in_sync(state: &AppState, store: &RedisStore, link: &mut Link) {
+/// Keeps `sessions` in step with the shared `store` for as long as it is polled:
+/// connect, load, follow, and after any failure reconnect with backoff and resync.
+pub async fn keep_in_sync(sessions: &Sessions, store: &RedisStore) {
+    let mut link = Link {
+        retry: FIRST_RETRY,
+        outage_logged: false,
+    };
     loop {
         let error = match store.connect().await {
-            Ok(subscription) => follow(state, store, subscription, link).await,
+            Ok(subscription) => follow(sessions, store, subscription, &mut link).await,
             Err(error) => error,
         };
-        link.lost(state, store, &error);
+        link.lost(sessions, store, &error);
         tokio::time::sleep(link.retry).await;
         link.retry = (link.retry * 2).min(LAST_RETRY);
     }
@@ -68,12 +50,12 @@ async fn keep_in_sync(state: &AppState, store: &RedisStore, link: &mut Link) {
 /// `store.resync_secs`); returns why the link ended. A resync of millions of cutoffs takes
 /// seconds, so it runs beside the channel instead of holding its messages back.
 async fn follow(
-    state: &AppState,
+    sessions: &Sessions,
     store: &RedisStore,
     mut subscription: Subscription,
     link: &mut Link,
 ) -> StoreError {
-    let mut running = Some(Box::pin(resync(state, store)));
+    let mut running = Some(Box::pin(resync(sessions, store)));
     let mut loaded = false;
     let start = tokio::time::Instant::now();
     let mut heartbeat = interval_at(start + HEARTBEAT, HEARTBEAT);
@@ -85,7 +67,7 @@ async fn follow(
         let step = tokio::select! {
             message = subscription.messages.next() => match message {
                 Some(message) => {
-                    apply(state, message.get_payload_bytes());
+                    apply(sessions, message.get_payload_bytes());
                     Ok(())
                 }
                 None => Err(StoreError::Disconnected),
@@ -93,8 +75,8 @@ async fn follow(
             done = finish(&mut running) => done.map(|count| {
                 running = None;
                 match std::mem::replace(&mut loaded, true) {
-                    false => link.synced(state, count),
-                    true => state.loaded(count),
+                    false => link.synced(sessions, count),
+                    true => sessions.loaded(count),
                 }
             }),
             // Until the first resync is done this instance is not in step, however well
@@ -103,7 +85,7 @@ async fn follow(
                 store.ping(&mut subscription).await.map(|()| store.mark_synced())
             }
             _ = resync_timer.tick(), if running.is_none() => {
-                running = Some(Box::pin(resync(state, store)));
+                running = Some(Box::pin(resync(sessions, store)));
                 Ok(())
             }
         };
@@ -122,13 +104,13 @@ async fn finish<F: Future + Unpin>(running: &mut Option<F>) -> F::Output {
 }
 
 /// Loads every cutoff into memory; versions keep newer ones already there.
-async fn resync(state: &AppState, store: &RedisStore) -> Result<usize, StoreError> {
+async fn resync(sessions: &Sessions, store: &RedisStore) -> Result<usize, StoreError> {
     let started = std::time::Instant::now();
     let count = store
-        .load_into(|scope, cutoff| state.sessions.apply(&scope, cutoff))
+        .load_into(|scope, cutoff| sessions.apply(&scope, cutoff))
         .await?;
     store.mark_synced();
-    state.metrics.store_resyncs.inc();
+    sessions.metrics.store_resyncs.inc();
     tracing::debug!(
         cutoffs = count,
         seconds = started.elapsed().as_secs_f64(),
@@ -139,11 +121,11 @@ async fn resync(state: &AppState, store: &RedisStore) -> Result<usize, StoreErro
 
 /// One published change. Versions make duplicates (this instance's own commits) and
 /// out-of-order deliveries harmless.
-fn apply(state: &AppState, payload: &[u8]) {
+fn apply(sessions: &Sessions, payload: &[u8]) {
     match Published::decode(payload) {
         Ok(published) => {
             let (scope, cutoff) = published.into_parts();
-            state.sessions.apply(&scope, cutoff);
+            sessions.apply(&scope, cutoff);
         }
         // Not ours to fail on: the periodic resync reads the stored cutoffs anyway.
         Err(error) => tracing::warn!(%error, "ignoring an unreadable change message"),
@@ -153,8 +135,8 @@ fn apply(state: &AppState, payload: &[u8]) {
 // === impl Link ===
 
 impl Link {
-    fn synced(&mut self, state: &AppState, count: usize) {
-        state.loaded(count);
+    fn synced(&mut self, sessions: &Sessions, count: usize) {
+        sessions.loaded(count);
         if self.outage_logged {
             tracing::info!(cutoffs = count, "shared store reachable again; resynced");
         }
@@ -162,16 +144,16 @@ impl Link {
         self.outage_logged = false;
     }
 
-    fn lost(&mut self, state: &AppState, store: &RedisStore, error: &StoreError) {
+    fn lost(&mut self, sessions: &Sessions, store: &RedisStore, error: &StoreError) {
         let was_up = store.is_up();
         store.disconnect();
-        state.metrics.store_up.set(0);
+        sessions.metrics.store_up.set(0);
         if was_up {
-            state.metrics.store_disconnects.inc();
+            sessions.metrics.store_disconnects.inc();
         }
         if self.outage_logged {
             tracing::debug!(%error, "shared store still out of reach");
-        } else if state.is_ready() {
+        } else if sessions.is_loaded() {
             tracing::warn!(
                 %error,
                 "shared store out of reach: enforcing the cutoffs in memory, logouts answer 503; reconnecting"

@@ -5,8 +5,8 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value, json};
 
+use crate::auth::{self, KeyError};
 use crate::config::{ClaimPath, Config};
-use crate::keys::{self, KeyError};
 
 /// The claims a development token carries.
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ pub enum MintError {
 pub fn mint(config: &Config, request: &TokenRequest) -> Result<String, MintError> {
     let mut signer = None;
     for entry in &config.jwt.keys {
-        if let Some(secret) = keys::hmac_secret(entry)? {
+        if let Some(secret) = auth::hmac_secret(entry)? {
             signer = Some((entry, secret));
             break;
         }

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
-use crate::body::BoxError;
+use crate::web::BoxError;
 
 /// Dials `origin` for every request.
 #[derive(Clone)]

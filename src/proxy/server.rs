@@ -13,10 +13,11 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 
+use super::Proxy;
+use super::gateway::Gateway;
 use crate::config::ServerConfig;
-use crate::gateway::{ConnInfo, Gateway};
-use crate::metrics::GaugeGuard;
-use crate::state::AppState;
+use crate::ops::GaugeGuard;
+use crate::web::ConnInfo;
 
 /// How often an idle HTTP/2 client is pinged, so dead peers free their slot.
 const H2_KEEPALIVE: Duration = Duration::from_secs(30);
@@ -26,11 +27,11 @@ const H2_KEEPALIVE: Duration = Duration::from_secs(30);
 /// `server.shutdown_grace_secs`, and return.
 pub async fn serve(
     listener: TcpListener,
-    state: Arc<AppState>,
+    proxy: Arc<Proxy>,
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let config = &state.config.server;
+    let config = &proxy.state.config.server;
     let builder = Arc::new(connection_builder(config));
     let graceful = GracefulShutdown::new();
     // Taking a slot before accepting leaves excess connections waiting in the backlog.
@@ -52,16 +53,16 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let (state, builder, tls, watcher) = (
-            state.clone(),
+        let (proxy, builder, tls, watcher) = (
+            proxy.clone(),
             builder.clone(),
             tls.clone(),
             graceful.watcher(),
         );
         tokio::spawn(async move {
-            let _open = GaugeGuard::new(&state.metrics.open_connections);
-            let Some(io) = handshake(stream, tls, state.config.server.header_read_timeout).await
-            else {
+            let _open = GaugeGuard::new(&proxy.metrics.open_connections);
+            let timeout = proxy.state.config.server.header_read_timeout;
+            let Some(io) = handshake(stream, tls, timeout).await else {
                 return;
             };
             let conn = ConnInfo {
@@ -70,7 +71,7 @@ pub async fn serve(
             };
             let connection = builder.serve_connection_with_upgrades(
                 TokioIo::new(io),
-                Gateway::new(state, conn, permit),
+                Gateway::new(proxy, conn, permit),
             );
             if let Err(error) = watcher.watch(connection).await {
                 tracing::debug!(%error, "connection ended with an error");
@@ -78,7 +79,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    drain(&state, graceful).await;
+    drain(&proxy, graceful).await;
 }
 
 fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
@@ -119,13 +120,13 @@ async fn handshake(
     }
 }
 
-async fn drain(state: &AppState, graceful: GracefulShutdown) {
-    state.shutdown.cancel();
-    state.tunnels.close();
-    let grace = state.config.server.shutdown_grace;
+async fn drain(proxy: &Proxy, graceful: GracefulShutdown) {
+    proxy.state.shutdown.cancel();
+    proxy.tunnels.close();
+    let grace = proxy.state.config.server.shutdown_grace;
     let drained = async {
         graceful.shutdown().await;
-        state.tunnels.wait().await;
+        proxy.tunnels.wait().await;
     };
     if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!(

@@ -16,9 +16,9 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::body::{self, Body};
+use super::mint::{MintError, TokenRequest, mint};
 use crate::config::Config;
-use crate::mint::{TokenRequest, mint};
+use crate::web::{self, Body};
 use crate::{Listeners, RunError};
 
 /// Why the demo could not start.
@@ -29,7 +29,7 @@ pub enum DemoError {
     #[error("demo: {0}")]
     Config(#[from] crate::config::ConfigError),
     #[error("demo: {0}")]
-    Mint(#[from] crate::mint::MintError),
+    Mint(#[from] MintError),
     #[error("demo: {0}")]
     Run(#[from] RunError),
 }
@@ -62,7 +62,7 @@ pub async fn run(shutdown: impl Future<Output = ()>) -> Result<(), DemoError> {
         secret = secret_path.display(),
     );
     let config = Config::from_toml(&text, &[])?;
-    crate::logging::init(&config.log);
+    crate::ops::init_logging(&config.log);
     let token = |subject: &str, roles: &[&str]| {
         let request = TokenRequest {
             subject: subject.into(),
@@ -134,7 +134,7 @@ fn echo(req: &Request<Incoming>) -> Response<Body> {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    body::json(
+    web::json(
         StatusCode::OK,
         &json!({
             "message": "hello from the demo upstream",

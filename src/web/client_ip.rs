@@ -5,6 +5,13 @@ use std::net::{IpAddr, SocketAddr};
 use http::HeaderMap;
 use ipnet::IpNet;
 
+/// What the gateway knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
 /// The client's IP. `X-Forwarded-For` is believed only hop by hop from the right while
 /// each hop is a trusted proxy (`server.trusted_proxies`); the first untrusted address is
 /// the client. Anything a client writes itself further left is ignored.

@@ -11,13 +11,13 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::body::{self, Body};
-use crate::guard::{EndSignal, Ended};
-use crate::metrics::GaugeGuard;
-use crate::state::AppState;
+use super::Proxy;
+use super::guard::{EndSignal, Ended};
+use crate::ops::GaugeGuard;
+use crate::web::{self, Body};
 
 /// The client's `Upgrade: websocket` value, when `req` is an HTTP/1.1 WebSocket handshake.
-pub fn websocket_upgrade<B>(req: &Request<B>) -> Option<HeaderValue> {
+pub(super) fn websocket_upgrade<B>(req: &Request<B>) -> Option<HeaderValue> {
     let connection_upgrade = req
         .headers()
         .get_all(CONNECTION)
@@ -35,17 +35,17 @@ pub fn websocket_upgrade<B>(req: &Request<B>) -> Option<HeaderValue> {
 
 /// Answers the client with the upstream's 101 and splices the two connections in a
 /// tracked task that ends with the session (`end`, none on public paths) or at shutdown.
-pub fn splice(
-    state: &Arc<AppState>,
+pub(super) fn splice(
+    proxy: &Proxy,
     client: OnUpgrade,
     mut upstream: Response<Incoming>,
     end: Option<EndSignal>,
     slot: Arc<OwnedSemaphorePermit>,
 ) -> Response<Body> {
     let upstream_upgrade = hyper::upgrade::on(&mut upstream);
-    let shutdown = state.shutdown.clone();
-    let open_tunnels = state.metrics.open_tunnels.clone();
-    state.tunnels.spawn(async move {
+    let shutdown = proxy.state.shutdown.clone();
+    let open_tunnels = proxy.metrics.open_tunnels.clone();
+    proxy.tunnels.spawn(async move {
         // Held until the tunnel ends: the connection slot is released with it.
         let _slot = slot;
         let _open = GaugeGuard::new(&open_tunnels);
@@ -73,7 +73,7 @@ pub fn splice(
     parts
         .headers
         .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    Response::from_parts(parts, body::empty())
+    Response::from_parts(parts, web::empty())
 }
 
 async fn session(end: Option<EndSignal>) -> Ended {

@@ -7,10 +7,10 @@ use http::header::{ALLOW, HeaderValue, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use serde_json::json;
 
-use crate::body::{self, Body};
-use crate::paths::BadPath;
+use super::body::{self, Body};
+use super::paths::BadPath;
+use crate::auth::TokenError;
 use crate::store::StoreError;
-use crate::token::TokenError;
 
 /// Why a request was not answered by the upstream.
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +59,8 @@ pub enum Forbidden {
     OtherWorkspace,
     #[error("the request's Origin is not in auth.allowed_origins")]
     CrossOrigin,
-    #[error("the token has no subject")]
-    NoSubject,
+    #[error("the token has no user claim (sessions.user_claim)")]
+    NoUser,
 }
 
 /// The upstream did not answer.
@@ -200,6 +200,9 @@ impl UpstreamError {
         }
         Self::Unreachable(error)
     }
+
+    /// Every `kind()`, for metrics that start at 0.
+    pub const KINDS: [&'static str; 3] = ["unreachable", "connect_timeout", "timeout"];
 
     /// A short label for metrics and logs.
     pub fn kind(&self) -> &'static str {

@@ -1,0 +1,74 @@
+//! Reading and checking the JSON body of an admin call.
+
+use http::Request;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use crate::store::Category;
+use crate::web::GatewayError;
+
+const MAX_BODY_BYTES: usize = 16 * 1024;
+/// How much of an oversized body is read and dropped before answering 413.
+const DRAIN_BYTES: usize = 1024 * 1024;
+const MAX_REASON_CHARS: usize = 1024;
+const MAX_TICKET_CHARS: usize = 256;
+
+/// The optional JSON body of every logout.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LogoutBody {
+    pub(super) reason: Option<String>,
+    pub(super) category: Option<Category>,
+    pub(super) ticket: Option<String>,
+    /// Only for `.../users/logout`, which names its user here.
+    pub(super) subject: Option<String>,
+}
+
+/// Reads and checks a logout body: empty, or JSON within the SPEC section 2 limits.
+pub(super) async fn logout_body(req: Request<Incoming>) -> Result<LogoutBody, GatewayError> {
+    let bytes = read_limited(req.into_body(), MAX_BODY_BYTES).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(LogoutBody::default());
+    }
+    let body: LogoutBody = serde_json::from_slice(&bytes)
+        .map_err(|e| GatewayError::BadRequest(format!("invalid JSON body: {e}")))?;
+    too_long("reason", body.reason.as_deref(), MAX_REASON_CHARS)?;
+    too_long("ticket", body.ticket.as_deref(), MAX_TICKET_CHARS)?;
+    Ok(body)
+}
+
+fn too_long(field: &str, value: Option<&str>, max: usize) -> Result<(), GatewayError> {
+    match value {
+        Some(text) if text.chars().count() > max => Err(GatewayError::BadRequest(format!(
+            "{field} is longer than {max} characters"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The body's bytes, at most `limit` of them (413 beyond).
+async fn read_limited(mut body: Incoming, limit: usize) -> Result<Vec<u8>, GatewayError> {
+    let mut bytes = Vec::new();
+    let mut received = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|_| GatewayError::BadRequest("could not read the request body".into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        received += data.len();
+        // Past the limit, keep reading (and dropping) a little longer before the 413: a
+        // client still sending when the connection closes would never see the answer.
+        if received > DRAIN_BYTES {
+            break;
+        }
+        if received <= limit {
+            bytes.extend_from_slice(&data);
+        }
+    }
+    if received > limit {
+        return Err(GatewayError::PayloadTooLarge);
+    }
+    Ok(bytes)
+}

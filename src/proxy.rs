@@ -1,0 +1,47 @@
+//! The request path: accept and TLS (`server`), the pipeline every request goes through
+//! (`gateway`), forwarding to the product (`forward`), and the long-lived exchanges that
+//! end with their session (`guard` for streams, `tunnel` for WebSockets).
+
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
+use tokio_util::task::TaskTracker;
+
+use crate::state::AppState;
+
+mod access;
+mod forward;
+mod gateway;
+mod guard;
+mod login;
+mod metrics;
+mod server;
+mod tunnel;
+
+pub use forward::{Upstream, UpstreamSetupError};
+pub use server::serve;
+
+use metrics::ProxyMetrics;
+
+/// The proxy's own handles, beside the state it shares with the other rooms.
+pub struct Proxy {
+    state: Arc<AppState>,
+    upstream: Upstream,
+    /// WebSocket tunnels, which outlive the HTTP connection that opened them.
+    tunnels: TaskTracker,
+    metrics: ProxyMetrics,
+}
+
+// === impl Proxy ===
+
+impl Proxy {
+    /// The request path in front of `upstream`, its metrics registered in `registry`.
+    pub fn new(state: Arc<AppState>, upstream: Upstream, registry: &mut Registry) -> Self {
+        Self {
+            state,
+            upstream,
+            tunnels: TaskTracker::new(),
+            metrics: ProxyMetrics::register(registry),
+        }
+    }
+}

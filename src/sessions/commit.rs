@@ -1,0 +1,51 @@
+//! The one write path: whatever asked for it, a change is committed to the store with
+//! its audit record, then applied to memory, counted and logged.
+
+use crate::store::{AuditRecord, Category, Change, Committed, Store, StoreError};
+
+use super::Sessions;
+
+// === impl Sessions ===
+
+impl Sessions {
+    /// Commits `change` and `audit` atomically, then enforces the result here at once
+    /// (other instances learn it from the store). Nothing changes when the store fails.
+    pub async fn commit(
+        &self,
+        store: &Store,
+        change: Change,
+        audit: AuditRecord,
+    ) -> Result<Committed, StoreError> {
+        let scope = change.scope.clone();
+        let action = audit.action;
+        let committed = store.commit(change, audit).await.inspect_err(|error| {
+            tracing::error!(%error, action = action.as_str(), "change not committed");
+        })?;
+        self.apply(&scope, committed.cutoff.clone());
+        self.metrics.committed(action);
+        log_audit(&committed.audit);
+        Ok(committed)
+    }
+}
+
+/// One `audit` event per committed change, with every field of the record.
+fn log_audit(record: &AuditRecord) {
+    tracing::info!(
+        target: "audit",
+        audit_id = record.id,
+        at = record.at,
+        workspace = record.workspace,
+        action = record.action.as_str(),
+        subject = record.subject,
+        actor_subject = record.actor_subject,
+        actor_session = record.actor_session,
+        category = record.category.map(Category::as_str),
+        ticket = record.ticket,
+        reason = record.reason,
+        client_ip = record.client_ip,
+        user_agent = record.user_agent,
+        sessions_valid_after = record.sessions_valid_after,
+        "{} committed",
+        record.action.as_str(),
+    );
+}

@@ -1,0 +1,260 @@
+//! Workspace and per-user cutoffs in memory: step 5 of the acceptance rule.
+//!
+//! The request path reads a `DashMap` shard and never waits on the store. Every change
+//! carries the store's version number, so updates that arrive out of order (two admins
+//! at once, or a later pub/sub message) can never move a cutoff back.
+
+use std::collections::HashMap;
+
+use dashmap::DashMap;
+use tokio::sync::watch;
+
+use crate::store::{Cutoff, Scope};
+
+/// Cutoffs of every workspace, each with its users' cutoffs.
+#[derive(Debug)]
+pub struct Cutoffs {
+    workspaces: DashMap<Box<str>, Workspace>,
+    /// Bumped on every change, so open tunnels and streams can re-check their session.
+    changes: watch::Sender<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Workspace {
+    cutoff: Option<Cutoff>,
+    users: HashMap<Box<str>, Cutoff>,
+}
+
+/// What the session rule looks at in a verified token.
+#[derive(Debug, Clone, Copy)]
+pub struct Session<'a> {
+    pub workspace: &'a str,
+    /// The value of `sessions.user_claim`, when the token has one.
+    pub user: Option<&'a str>,
+    /// `jti:<jti>` or `sha256:<hex>`.
+    pub id: &'a str,
+    /// `T` of SPEC section 1: the session-time claim plus `sessions.iat_backdate_secs`.
+    pub time: f64,
+}
+
+/// Why a session no longer passes (SPEC section 1, step 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("session_invalidated")]
+    Invalidated,
+    #[error("session_revoked")]
+    Revoked,
+}
+
+// === impl Cutoffs ===
+
+impl Default for Cutoffs {
+    fn default() -> Self {
+        Self {
+            workspaces: DashMap::new(),
+            changes: watch::Sender::new(0),
+        }
+    }
+}
+
+impl Cutoffs {
+    /// Notified after every change to a cutoff.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Step 5 at time `now`: the workspace cutoff, then the user's, each unless this token
+    /// is the preserved session (which ends with its token's `exp`).
+    pub fn check(&self, session: &Session<'_>, now: f64) -> Result<(), Refusal> {
+        let Some(workspace) = self.workspaces.get(session.workspace) else {
+            return Ok(());
+        };
+        if workspace
+            .cutoff
+            .as_ref()
+            .is_some_and(|c| !admits(c, session, now))
+        {
+            return Err(Refusal::Invalidated);
+        }
+        let user = session.user.and_then(|user| workspace.users.get(user));
+        if user.is_some_and(|c| !admits(c, session, now)) {
+            return Err(Refusal::Revoked);
+        }
+        Ok(())
+    }
+
+    /// Installs `cutoff` for `scope` unless the same or a newer version is already there.
+    pub fn apply(&self, scope: &Scope, cutoff: Cutoff) {
+        let workspace_name = scope.workspace();
+        // Look up before inserting: `entry` would allocate the key on every call, and a
+        // resync applies every stored cutoff again.
+        let changed = match self.workspaces.get_mut(workspace_name) {
+            Some(mut workspace) => workspace.install(scope, cutoff),
+            None => self
+                .workspaces
+                .entry(workspace_name.into())
+                .or_default()
+                .install(scope, cutoff),
+        };
+        if changed {
+            self.changes.send_modify(|generation| *generation += 1);
+        }
+    }
+
+    /// The cutoff currently enforced for `scope`.
+    pub fn get(&self, scope: &Scope) -> Option<Cutoff> {
+        match scope {
+            Scope::Workspace(ws) => self.workspaces.get(ws.as_str())?.cutoff.clone(),
+            Scope::User { workspace, subject } => self
+                .workspaces
+                .get(workspace.as_str())?
+                .users
+                .get(subject.as_str())
+                .cloned(),
+        }
+    }
+}
+
+// === impl Workspace ===
+
+impl Workspace {
+    /// Puts `cutoff` in its slot unless the slot holds the same or a newer version.
+    fn install(&mut self, scope: &Scope, cutoff: Cutoff) -> bool {
+        match scope {
+            Scope::Workspace(_) => match &mut self.cutoff {
+                Some(current) => replace_if_older(current, cutoff),
+                slot @ None => {
+                    *slot = Some(cutoff);
+                    true
+                }
+            },
+            Scope::User { subject, .. } => match self.users.get_mut(subject.as_str()) {
+                Some(current) => replace_if_older(current, cutoff),
+                None => {
+                    self.users.insert(subject.as_str().into(), cutoff);
+                    true
+                }
+            },
+        }
+    }
+}
+
+/// Versions only grow: a stale update (out of order, or replayed) changes nothing.
+fn replace_if_older(current: &mut Cutoff, candidate: Cutoff) -> bool {
+    let newer = candidate.version > current.version;
+    if newer {
+        *current = candidate;
+    }
+    newer
+}
+
+/// Whether a session passes `cutoff`; leeway never applies here.
+fn admits(cutoff: &Cutoff, session: &Session<'_>, now: f64) -> bool {
+    session.time >= cutoff.valid_after as f64
+        || cutoff
+            .preserved_at(now)
+            .is_some_and(|p| p.session_id == session.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::store::Preserved;
+
+    fn claims<'a>(workspace: &'a str, sub: &'a str, time: f64, id: &'a str) -> Session<'a> {
+        Session {
+            workspace,
+            user: Some(sub),
+            id,
+            time,
+        }
+    }
+
+    fn cutoff(valid_after: i64, preserved: Option<&str>, version: u64) -> Cutoff {
+        let preserved = preserved.map(|id| Preserved {
+            session_id: id.into(),
+            expires_at: f64::MAX,
+        });
+        Cutoff {
+            valid_after,
+            preserved,
+            version,
+        }
+    }
+
+    #[test]
+    fn workspace_cutoff_refuses_earlier_sessions_but_the_preserved_one() {
+        let sessions = Cutoffs::default();
+        sessions.apply(
+            &Scope::Workspace("acme".into()),
+            cutoff(1000, Some("jti:admin"), 1),
+        );
+        assert_eq!(
+            sessions.check(&claims("acme", "u", 999.999, "jti:u"), 0.0),
+            Err(Refusal::Invalidated)
+        );
+        assert_eq!(
+            sessions.check(&claims("acme", "u", 1000.0, "jti:u"), 0.0),
+            Ok(())
+        );
+        assert_eq!(
+            sessions.check(&claims("acme", "a", 10.0, "jti:admin"), 0.0),
+            Ok(())
+        );
+        assert_eq!(
+            sessions.check(&claims("other", "u", 10.0, "jti:u"), 0.0),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn user_cutoff_is_checked_after_the_workspace_cutoff() {
+        let sessions = Cutoffs::default();
+        let user = Scope::User {
+            workspace: "acme".into(),
+            subject: "bob".into(),
+        };
+        sessions.apply(&user, cutoff(2000, None, 1));
+        assert_eq!(
+            sessions.check(&claims("acme", "bob", 1500.0, "jti:b"), 0.0),
+            Err(Refusal::Revoked)
+        );
+        assert_eq!(
+            sessions.check(&claims("acme", "carol", 1500.0, "jti:c"), 0.0),
+            Ok(())
+        );
+        sessions.apply(&Scope::Workspace("acme".into()), cutoff(1800, None, 1));
+        assert_eq!(
+            sessions.check(&claims("acme", "bob", 1500.0, "jti:b"), 0.0),
+            Err(Refusal::Invalidated)
+        );
+        assert_eq!(
+            sessions.check(&claims("acme", "bob", 1900.0, "jti:b"), 0.0),
+            Err(Refusal::Revoked)
+        );
+        assert_eq!(
+            sessions.check(&claims("acme", "bob", 2000.0, "jti:b"), 0.0),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn older_versions_never_replace_newer_ones() {
+        let sessions = Cutoffs::default();
+        let scope = Scope::Workspace("acme".into());
+        sessions.apply(&scope, cutoff(3000, Some("jti:second"), 2));
+        sessions.apply(&scope, cutoff(2000, Some("jti:first"), 1));
+        assert_eq!(
+            sessions.get(&scope),
+            Some(cutoff(3000, Some("jti:second"), 2))
+        );
+        let user = Scope::User {
+            workspace: "acme".into(),
+            subject: "bob".into(),
+        };
+        sessions.apply(&user, cutoff(3000, None, 5));
+        sessions.apply(&user, cutoff(1000, None, 4));
+        assert_eq!(sessions.get(&user).map(|c| c.valid_after), Some(3000));
+    }
+}

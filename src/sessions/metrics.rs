@@ -1,0 +1,85 @@
+//! The sessions room's metrics: what was loaded, the link to a shared store, logouts.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::store::Action;
+
+/// Registered once at start; cloned handles share the same series.
+#[derive(Debug)]
+pub(super) struct SessionMetrics {
+    pub(super) logouts: Family<ActionLabels, Counter>,
+    pub(super) store_up: Gauge,
+    pub(super) cutoffs_loaded: Gauge,
+    /// Shared store only: seconds since this instance was last known in step with it.
+    pub(super) store_sync_age: Gauge<f64, AtomicU64>,
+    /// Shared store only: links lost (each is followed by reconnect and resync).
+    pub(super) store_disconnects: Counter,
+    /// Shared store only: full resyncs completed (after each connect, every resync_secs).
+    pub(super) store_resyncs: Counter,
+}
+
+/// `action`: logout_all, user_logout, logout_others.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ActionLabels {
+    pub(super) action: &'static str,
+}
+
+// === impl SessionMetrics ===
+
+impl SessionMetrics {
+    pub(super) fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            logouts: Family::default(),
+            store_up: Gauge::default(),
+            cutoffs_loaded: Gauge::default(),
+            store_sync_age: Gauge::default(),
+            store_disconnects: Counter::default(),
+            store_resyncs: Counter::default(),
+        };
+        // Known label values start at 0, so a first event is an increase, not a new series.
+        for action in Action::ALL {
+            let _ = metrics.logouts.get_or_create(&ActionLabels {
+                action: action.as_str(),
+            });
+        }
+        let m = &metrics;
+        registry.register("logouts", "Committed logouts by action", m.logouts.clone());
+        registry.register("store_up", "1 when the store answers", m.store_up.clone());
+        registry.register(
+            "cutoffs_loaded",
+            "Cutoffs loaded from the store (at start; shared store: at the last resync)",
+            m.cutoffs_loaded.clone(),
+        );
+        registry.register(
+            "store_sync_age_seconds",
+            "Seconds since the last proof of sync with the shared store (0 for embedded)",
+            m.store_sync_age.clone(),
+        );
+        registry.register(
+            "store_disconnects",
+            "Links to the shared store lost",
+            m.store_disconnects.clone(),
+        );
+        registry.register(
+            "store_resyncs",
+            "Full resyncs from the shared store",
+            m.store_resyncs.clone(),
+        );
+        metrics
+    }
+
+    /// Counts one committed change.
+    pub(super) fn committed(&self, action: Action) {
+        self.logouts
+            .get_or_create(&ActionLabels {
+                action: action.as_str(),
+            })
+            .inc();
+    }
+}
