@@ -11,11 +11,12 @@ use config::{Environment, File, FileFormat};
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 
-use crate::web::PublicPaths;
-
+mod paths;
 pub mod raw;
 mod summary;
 mod validate;
+
+pub use paths::{BadPath, PublicPaths, check_path, is_under};
 
 use validate::invalid;
 
@@ -47,6 +48,17 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
+    /// Valid settings that have no effect (logged at start, printed by `check`).
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// A setting that is valid but does not apply, such as `upstream.ca_file` with an
+/// `http://` upstream.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigWarning {
+    pub key: String,
+    pub message: String,
 }
 
 /// `[server]`
@@ -487,17 +499,25 @@ mod tests {
                 "store.redis_key_prefix",
             ),
             ("SESSIONGATE__STORE__RESYNC_SECS", "0", "store.resync_secs"),
-            (
-                "SESSIONGATE__STORE__REDIS_CA_FILE",
-                "ca.pem",
-                "store.redis_ca_file",
-            ),
         ];
         for (var, value, key) in cases {
             let message = error(MINIMAL, &[redis, (var, value)]);
             assert!(message.starts_with(key), "{var}={value}: {message}");
             assert!(!message.contains("hunter2"), "{message}");
         }
+    }
+
+    #[test]
+    fn settings_that_do_not_apply_are_warnings() {
+        let env = [
+            ("SESSIONGATE__STORE__BACKEND", "redis"),
+            ("SESSIONGATE__STORE__REDIS_CA_FILE", "ca.pem"),
+            ("SESSIONGATE__UPSTREAM__CA_FILE", "up.pem"),
+        ];
+        let config = Config::from_toml(MINIMAL, &env).unwrap();
+        let keys: Vec<&str> = config.warnings.iter().map(|w| w.key.as_str()).collect();
+        assert_eq!(keys, ["upstream.ca_file", "store.redis_ca_file"]);
+        assert_eq!(config.upstream.ca_file, None, "a moot setting is not used");
     }
 
     #[test]

@@ -5,27 +5,40 @@
 //! earlier is refused, except the one session the admin used to move the cutoff.
 //!
 //! ```text
-//! server.rs   accept -> [TLS, ALPN h2/http1.1] -> serve_connection_with_upgrades
-//!             (graceful-watched, connection-limited)
-//! gateway.rs  handle(req)  never fails; try_handle(req) -> Result<Response, GatewayError>
-//!               1 route      bad path -> 400; admin prefix -> admin_api; public path?
-//!               2 token      token::extract + Verifier::verify     401 + WWW-Authenticate
-//!                            (verify cache; unknown key -> one shared JWKS refetch)
-//!               3 session    Sessions::check (memory only)         401 session_invalidated
-//!               4 rewrite    Upstream::prepare (sync, infallible)
-//!               5 forward    Upstream::send                        502 | 504
-//!               6 stream     body guarded by the session (guard.rs), or a WebSocket
-//!                            tunnel (tunnel.rs): closed when the session ends
-//!             Err(e) -> e.into_response()   the only place an error becomes a response
-//!             one access-log event + metrics per request
-//! admin_api   logout -> store commit (fsync | Redis script + PUBLISH) -> Sessions::apply -> 200
-//! fleet.rs    (redis store) subscribe -> resync -> apply published changes; ping, resync
-//! keys/ring   (jwks_url) fetch at start -> refresh every refresh_secs -> publish a new KeySet
+//! proxy/server    accept -> [TLS, ALPN h2/http1.1] -> serve_connection_with_upgrades
+//!                 (graceful-watched, connection-limited; hyper's own 431s logged here)
+//! proxy/gateway   handle(req)  never fails; try_handle(req) -> Result<Response, GatewayError>
+//!                   1 route      config::check_path -> 400; admin prefix -> admin::handle
+//!                   2 token      auth::authenticate: extract + Verifier::verify   401 + WWW-Authenticate
+//!                                (verify cache; unknown key -> one shared JWKS refetch)
+//!                   3 session    Sessions::check (memory only)         401 session_invalidated
+//!                   4 rewrite    Upstream::prepare (sync, infallible)
+//!                   5 forward    Upstream::send                        502 | 504
+//!                   6 respond    body guarded by the session (guard), or a WebSocket
+//!                                tunnel (tunnel): closed when the session ends
+//!                 Err(e) -> e.into_response()   (web/error: the only place an error becomes a response)
+//!                 one access-log event + metrics per request (proxy/access)
+//! admin           route -> authenticate -> authorize -> Sessions::commit -> 200
+//! sessions        commit: store (fsync | Redis script + PUBLISH) -> memory -> audit log line
+//!                 keep_in_sync (redis): subscribe -> resync -> apply published changes
+//! auth/keys/ring  (jwks_url) fetch at start -> refresh every refresh_secs -> publish a KeySet
 //! ```
 //!
+//! Rooms, and the way their dependencies fall (none points back up):
+//!
+//! ```text
+//! main -> run (here), cli -> proxy -> admin -> state -> web -> auth -> sessions -> store -> config
+//!                              ops ---------/
+//! leaves every room may use: clock, tls, ops::GaugeGuard and the metrics registry
+//! ```
+//!
+//! `web` holds what answering a request needs (bodies, the error -> response mapping, the
+//! client's address); `config` holds the path rule, because it validates paths too.
+//!
 //! A request never waits on the store: cutoffs are loaded into memory before the gateway
-//! reports ready, and the admin API updates memory after each commit. With a shared store
-//! the fleet task also applies every other instance's commits as they are published.
+//! reports ready, and every change is applied to memory right after its commit. With a
+//! shared store the sync task also applies every other instance's commits as they are
+//! published.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -85,6 +98,9 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    for warning in &config.warnings {
+        tracing::warn!(key = warning.key, "{}", warning.message);
+    }
     let keys = auth::KeyRing::load(&config.jwt.keys)?;
     let certs = config
         .server

@@ -7,4 +7,4 @@ mod metrics;
 
 pub use health::serve;
 pub use logging::init as init_logging;
-pub use metrics::{GaugeGuard, registry};
+pub use metrics::{GaugeGuard, registered, registry};

@@ -100,6 +100,19 @@ from_redb!(
     redb::CommitError
 );
 
+// === impl StoreError ===
+
+impl StoreError {
+    /// An I/O failure of the embedded file: redb refuses every later operation until the
+    /// file is opened again.
+    fn needs_reopen(&self) -> bool {
+        matches!(
+            self,
+            Self::Redb(redb::Error::Io(_) | redb::Error::PreviousIo)
+        )
+    }
+}
+
 // === impl Store ===
 
 impl Store {
@@ -138,11 +151,11 @@ impl Store {
         mut apply: impl FnMut(Scope, Cutoff),
     ) -> Result<usize, StoreError> {
         let store = match self {
-            Self::Embedded(store) => store.clone(),
+            Self::Embedded(store) => store,
             Self::Redis(store) => return store.load_into(apply).await,
         };
         let (batches, mut received) = tokio::sync::mpsc::channel(4);
-        let reader = tokio::task::spawn_blocking(move || store.load(LOAD_BATCH, &batches));
+        let reader = store.blocking(move |db| EmbeddedStore::load(db, LOAD_BATCH, &batches));
         let mut count = 0;
         while let Some(batch) = received.recv().await {
             count += batch.len();
@@ -150,7 +163,7 @@ impl Store {
                 .into_iter()
                 .for_each(|(scope, cutoff)| apply(scope, cutoff));
         }
-        reader.await??;
+        reader.await?;
         Ok(count)
     }
 
@@ -163,8 +176,7 @@ impl Store {
         match self {
             Self::Embedded(store) => {
                 let (cutoff, audit) = store
-                    .clone()
-                    .blocking(move |s| s.commit(&change, audit))
+                    .blocking(move |db| EmbeddedStore::commit(db, &change, audit))
                     .await?;
                 Ok(Committed {
                     cutoff,
@@ -186,8 +198,7 @@ impl Store {
         match self {
             Self::Embedded(store) => {
                 store
-                    .clone()
-                    .blocking(move |s| s.audit(&workspace, limit))
+                    .blocking(move |db| EmbeddedStore::audit(db, &workspace, limit))
                     .await
             }
             Self::Redis(store) => store.audit(&workspace, limit).await,

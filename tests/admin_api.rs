@@ -560,6 +560,57 @@ async fn csrf_refuses_a_cookie_logout_with_a_referer_from_another_origin() {
 }
 
 #[tokio::test]
+async fn csrf_accepts_a_cookie_logout_from_the_gateways_own_origin() {
+    let (upstream, gw) = start_with_cookie().await;
+    let (_root, before) = with_cutoff(&gw).await;
+    let jwt = cookie_admin("own-origin");
+    // Plain HTTP: only http://<Host> is the gateway's own origin.
+    let own = format!("http://{}", gw.addr);
+    let other_scheme = format!("https://{}", gw.addr);
+    let other_port = format!("http://127.0.0.1:{}", gw.addr.port() + 1);
+    for origin in [&other_scheme, &other_port] {
+        let req = with_cookie(gw.post(&logout_all_path("acme")), &jwt).header("origin", origin);
+        assert_forbidden(origin, &send(req).await);
+    }
+    assert_eq!(snapshot(&gw, "acme").await, before);
+    let req = with_cookie(gw.post(&logout_all_path("acme")), &jwt).header("origin", &own);
+    let reply = send(req).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body["preserved_session"], "jti:own-origin");
+    let req = with_cookie(gw.post(&user_logout_path("acme", "bob")), &jwt)
+        .header("referer", format!("{own}/_sessiongate/console/"));
+    assert_eq!(send(req).await.status, 200, "same-origin Referer");
+    assert_eq!(upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn csrf_own_origin_is_https_when_a_trusted_proxy_says_so() {
+    let behind_proxy = |b: GatewayBuilder| {
+        b.set("auth.cookie = \"sg\"")
+            .set("server.trusted_proxies = [\"127.0.0.1/32\"]")
+    };
+    let (_upstream, gw) = start(behind_proxy).await;
+    let jwt = cookie_admin("proxied");
+    let logout = |proto: &str, origin: &str| {
+        with_cookie(gw.post(&logout_all_path("acme")), &jwt)
+            .header("host", "app.example.com")
+            .header("x-forwarded-proto", proto)
+            .header("origin", origin)
+    };
+    let reply = send(logout("http", "https://app.example.com")).await;
+    assert_forbidden("https origin, proxy says http", &reply);
+    let reply = send(logout("https", "https://app.example.com")).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    // From a peer that is not a trusted proxy, the header is the client's word: ignored.
+    let (_upstream, direct) = start(|b| b.set("auth.cookie = \"sg\"")).await;
+    let req = with_cookie(direct.post(&logout_all_path("acme")), &jwt)
+        .header("host", "app.example.com")
+        .header("x-forwarded-proto", "https")
+        .header("origin", "https://app.example.com");
+    assert_forbidden("untrusted X-Forwarded-Proto", &send(req).await);
+}
+
+#[tokio::test]
 async fn csrf_does_not_apply_to_a_bearer_token() {
     let (upstream, gw) = start_with_cookie().await;
     let (_root, before) = with_cutoff(&gw).await;
@@ -1343,4 +1394,85 @@ async fn audit_event_is_logged_as_json_without_the_token() {
         );
     }
     assert_eq!(upstream.count(), 0);
+}
+
+// ============================================================================
+// POST .../users/logout with the user in the body
+// ============================================================================
+
+fn users_logout_path(ws: &str) -> String {
+    format!("/_sessiongate/v1/workspaces/{ws}/users/logout")
+}
+
+#[tokio::test]
+async fn user_logout_takes_a_subject_that_cannot_be_a_path_segment_from_the_body() {
+    let (upstream, gw) = start(|b| b).await;
+    let ada = admin("ada", "acme")
+        .iat(support::now().floor() - 5.0)
+        .sign();
+    let slashed = token()
+        .sub("team/alice")
+        .iat(support::now().floor() - 5.0)
+        .sign();
+    let bob = token().sub("bob").iat(support::now().floor() - 5.0).sign();
+    let reply = send(
+        gw.post(&users_logout_path("acme"))
+            .bearer_auth(&ada)
+            .json(&json!({"subject": "team/alice", "reason": "left the team"})),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.body["subject"], "team/alice");
+    assert_eq!(reply.body["preserved_session"], Value::Null);
+    assert_eq!(gw.status_with("/app", &slashed).await, 401);
+    assert_eq!(gw.status_with("/app", &bob).await, 200, "other users stay");
+    let after = snapshot(&gw, "acme").await;
+    assert_eq!(events(&after)[0]["action"], "user_logout");
+    assert_eq!(events(&after)[0]["subject"], "team/alice");
+    assert_eq!(events(&after)[0]["reason"], "left the team");
+    assert_eq!(
+        upstream.count(),
+        1,
+        "only bob's request reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn user_logout_by_body_needs_a_subject_and_no_other_logout_takes_one() {
+    let (_upstream, gw) = start(|b| b).await;
+    let (root, before) = with_cutoff(&gw).await;
+    let bodies = [
+        None,
+        Some(json!({})),
+        Some(json!({"subject": ""})),
+        Some(json!({"subject": 7})),
+    ];
+    for body in bodies {
+        let mut req = gw.post(&users_logout_path("acme")).bearer_auth(&root);
+        if let Some(body) = &body {
+            req = req.json(body);
+        }
+        assert_bad_request(&format!("users/logout with {body:?}"), &send(req).await);
+    }
+    for path in [
+        logout_all_path("acme"),
+        user_logout_path("acme", "bob"),
+        LOGOUT_OTHERS.to_string(),
+    ] {
+        let req = gw
+            .post(&path)
+            .bearer_auth(&root)
+            .json(&json!({"subject": "bob"}));
+        assert_bad_request(&format!("{path} with a subject"), &send(req).await);
+    }
+    let user = token()
+        .sub("carol")
+        .iat(support::now().floor() + 5.0)
+        .sign();
+    let req = gw
+        .post(&users_logout_path("acme"))
+        .bearer_auth(&user)
+        .json(&json!({"subject": "bob"}));
+    assert_forbidden("a non-admin", &send(req).await);
+    assert_eq!(snapshot(&gw, "acme").await, before);
 }

@@ -13,9 +13,9 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
+use sessiongate::config::PublicPaths;
 use sessiongate::config::raw::{RawConfig, RawJwt, RawKey, RawUpstream};
 use sessiongate::config::{KeySource, LogFormat, StoreConfig, TimeClaim};
-use sessiongate::web::PublicPaths;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sessiongate");
 /// The reference file, relative to the package root (the working directory of tests).
@@ -112,6 +112,7 @@ fn reference_config_loads_with_every_spec_default() {
     );
     assert_eq!((key.kid.as_deref(), key.algorithm), (None, None));
     assert_eq!(config.sessions.time_claim, TimeClaim::Iat);
+    assert_eq!(config.sessions.user_claim.segments(), ["sub"]);
     assert_eq!(config.sessions.iat_backdate_secs, 0.0);
     assert_eq!(config.sessions.invalidation_margin_secs, 0);
     assert!(
@@ -199,6 +200,7 @@ fn reference_config_documents_every_key() {
         "jwt.keys.refresh_secs",
         "jwt.keys.ca_file",
         "sessions.time_claim",
+        "sessions.user_claim",
         "sessions.iat_backdate_secs",
         "sessions.invalidation_margin_secs",
         "store.backend",
@@ -354,6 +356,70 @@ async fn serve_applies_env_overrides() {
     assert_eq!(rsp.status(), 401);
     let body: Value = rsp.json().await.unwrap();
     assert_eq!(body, json!({"error": "invalid_token", "reason": "expired"}));
+}
+
+// ============================================================================
+// Settings that do not apply: warnings, never refusals
+// ============================================================================
+
+/// Valid settings made moot by the rest of the config (an `http://` upstream with a CA
+/// file, a JWKS entry with a `kid`, a file key with `refresh_secs`).
+fn moot_settings(base: &str) -> String {
+    let ca = support::dev_cert("ca.pem");
+    let text = base.replacen(
+        "upstream.url = \"http://127.0.0.1:3000\"\n",
+        &format!(
+            "upstream.url = \"http://127.0.0.1:3000\"\nupstream.ca_file = \"{}\"\n",
+            ca.display()
+        ),
+        1,
+    );
+    format!("{text}refresh_secs = 60\n")
+}
+
+#[test]
+fn check_warns_about_a_setting_that_does_not_apply_and_passes() {
+    let out = check(&moot_settings(MINIMAL));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let warnings: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{out:?}");
+    assert!(
+        warnings[0].starts_with("warning: upstream.ca_file: "),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].starts_with("warning: jwt.keys[0].refresh_secs: "),
+        "{warnings:?}"
+    );
+}
+
+#[tokio::test]
+async fn serve_starts_with_a_setting_that_does_not_apply_and_logs_the_warning() {
+    let upstream = support::upstream().await;
+    let ca = support::dev_cert("ca.pem");
+    let gw = support::gateway(&upstream)
+        .set(&format!("upstream.ca_file = \"{}\"", ca.display()))
+        .start()
+        .await;
+    assert_eq!(gw.status_with("/x", &support::token().sign()).await, 200);
+    let warning = gw
+        .logs()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|event| event["key"] == "upstream.ca_file")
+        .unwrap_or_else(|| panic!("no warning for upstream.ca_file:\n{}", gw.logs()));
+    assert_eq!(warning["level"], "WARN");
+}
+
+#[test]
+fn an_invalid_value_of_a_setting_that_does_not_apply_still_refuses_to_start() {
+    // `refresh_secs` does not apply to an HMAC key, but a negative one is still invalid.
+    let text = format!("{MINIMAL}refresh_secs = -1\n");
+    check(&text).assert_config_error(1, "jwt.keys[0].refresh_secs");
 }
 
 // ============================================================================

@@ -388,3 +388,79 @@ fn assert_memory_warning(logs: &str) {
         });
     assert!(warned, "no memory-store warning in:\n{logs}");
 }
+
+// ============================================================================
+// A store that cannot commit
+// ============================================================================
+
+/// `prlimit --pid` on the gateway: the soft file-size limit (RLIMIT_FSIZE) of a running
+/// process (the hard limit stays, so raising it again needs no privilege).
+fn set_file_size_limit(pid: u32, limit: &str) {
+    let status = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--fsize={limit}:")])
+        .status()
+        .expect("prlimit (util-linux) runs");
+    assert!(status.success(), "prlimit --fsize={limit}");
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_grow_answers_503_changes_nothing_and_recovers() {
+    let upstream = upstream().await;
+    let mut gw = gateway(&upstream).ignoring_sigxfsz().start().await;
+    let observer = admin("observer", "acme").iat(now().floor() + 10.0).sign();
+    let ada = admin("ada", "acme").iat(earlier()).sign();
+    let size = std::fs::metadata(gw.store_path()).unwrap().len();
+    set_file_size_limit(gw.pid(), &size.to_string());
+
+    // Logouts until the file would have to grow; the first one that cannot be committed
+    // is answered 503 and leaves memory and store exactly as they were.
+    let mut refused_at = None;
+    for round in 0..2000 {
+        let before = snapshot(&gw, "acme", &observer).await;
+        let rsp = gw
+            .post("/_sessiongate/v1/workspaces/acme/logout-all")
+            .bearer_auth(&ada)
+            .json(&json!({"reason": format!("round {round} {}", "x".repeat(900))}))
+            .send()
+            .await
+            .unwrap();
+        if rsp.status() == 503 {
+            let body: Value = rsp.json().await.unwrap();
+            assert_eq!(body, json!({"error": "store_unavailable"}));
+            assert_eq!(
+                snapshot(&gw, "acme", &observer).await,
+                before,
+                "round {round}"
+            );
+            refused_at = Some(round);
+            break;
+        }
+        assert_eq!(rsp.status(), 200, "round {round}");
+    }
+    let refused_at = refused_at.expect("the store file never needed to grow");
+    assert!(
+        refused_at > 0,
+        "the first logout already failed: nothing was committed"
+    );
+    assert!(
+        gw.logs().contains("change not committed"),
+        "the failure is logged"
+    );
+
+    // Space is back: the next logout commits, and a restart finds every committed one.
+    set_file_size_limit(gw.pid(), "unlimited");
+    let committed = logout(
+        &gw,
+        "workspaces/acme/logout-all",
+        &ada,
+        json!({"reason": "after"}),
+    )
+    .await;
+    let (_, audit) = snapshot(&gw, "acme", &observer).await;
+    assert_eq!(audit["events"][0]["id"], committed["audit_id"]);
+    assert_eq!(actions(&audit).len(), refused_at + 1);
+    let before_restart = snapshot(&gw, "acme", &observer).await;
+    gw.kill9();
+    let gw = gw.crash_and_restart().await;
+    assert_eq!(snapshot(&gw, "acme", &observer).await, before_restart);
+}

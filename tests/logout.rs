@@ -720,3 +720,53 @@ async fn sessions_endpoint_reports_no_cutoff_before_any_logout_and_the_cutoff_af
         })
     );
 }
+
+// ============================================================================
+// sessions.user_claim
+// ============================================================================
+
+#[tokio::test]
+async fn user_claim_names_the_user_of_per_user_cutoffs_while_x_auth_subject_stays_sub() {
+    let upstream = upstream().await;
+    let gw = gateway(&upstream)
+        .set("sessions.user_claim = \"profile.email\"")
+        .start()
+        .await;
+    let earlier = now().floor() - 5.0;
+    let alice = |sub: &str, email: &str| {
+        token()
+            .sub(sub)
+            .claim("profile", json!({"email": email}))
+            .iat(earlier)
+            .sign()
+    };
+    let (laptop, phone) = (
+        alice("u-1", "alice@acme.test"),
+        alice("u-2", "alice@acme.test"),
+    );
+    let other = alice("u-1", "bob@acme.test");
+    let ada = admin("ada", "acme").iat(earlier).sign();
+    ok(&user_logout(&gw, "acme", "alice@acme.test", &ada).await);
+    assert_refused(&gw, &laptop, "session_revoked", "alice's first token").await;
+    assert_refused(
+        &gw,
+        &phone,
+        "session_revoked",
+        "alice's token with another sub",
+    )
+    .await;
+    assert_passes(&gw, &other, "same sub, another user").await;
+    assert_eq!(upstream.last().headers["x-auth-subject"], "u-1");
+
+    // logout-others needs the user claim, not `sub`.
+    let no_user = token().sub("carol").sign();
+    assert_eq!(logout_others(&gw, &no_user).await.status, 403);
+    let wrong_type = token().claim("profile", json!({"email": 42})).sign();
+    assert_refused(
+        &gw,
+        &wrong_type,
+        "malformed_token",
+        "a user claim of the wrong type",
+    )
+    .await;
+}

@@ -1434,3 +1434,39 @@ async fn rust_log_warn_overrides_log_level_and_suppresses_access_lines() {
         "{debug}"
     );
 }
+
+// ============================================================================
+// Answers hyper gives before the gateway sees a request
+// ============================================================================
+
+#[tokio::test]
+async fn oversized_request_heads_are_counted_and_logged_like_every_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = upstream().await;
+    let gw = gateway(&upstream).start().await;
+    let before = scrape(&gw).await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "GET /x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20 * 1024)
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    assert!(
+        String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 431"),
+        "{answer:?}"
+    );
+    let logged = eventually("an access event with status 431", || async {
+        gw.logs()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|event| event["target"] == "access" && event["status"] == 431)
+    })
+    .await;
+    assert_eq!(logged["client_ip"], "127.0.0.1");
+    let after = scrape(&gw).await;
+    let errors = |s: &Scrape| s.counter("sessiongate_requests_total", &[("outcome", "error")]);
+    assert_eq!(errors(&after), errors(&before) + 1.0);
+    assert_eq!(upstream.count(), 0);
+}

@@ -507,6 +507,32 @@ async fn x_forwarded_headers_are_appended_and_overwritten() {
 }
 
 #[tokio::test]
+async fn x_forwarded_proto_and_host_from_a_trusted_proxy_are_kept() {
+    let upstream = upstream().await;
+    let gw = gateway(&upstream)
+        .set("server.trusted_proxies = [\"127.0.0.1/32\"]")
+        .start()
+        .await;
+    let auth = bearer(&token().sign());
+    let headers = [
+        ("Host", "internal:8080"),
+        ("Authorization", auth.as_str()),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "app.example.com"),
+    ];
+    assert_eq!(raw_get(gw.addr, "/app", &headers).await.status, 200);
+    let seen = upstream.last();
+    assert_eq!(received(&seen, "x-forwarded-proto"), ["https"]);
+    assert_eq!(received(&seen, "x-forwarded-host"), ["app.example.com"]);
+    assert_eq!(received(&seen, "x-forwarded-for"), ["127.0.0.1"]);
+    // Without them, the trusted proxy's hop is described as for anyone else.
+    assert_eq!(raw_get(gw.addr, "/app", &headers[..2]).await.status, 200);
+    let seen = upstream.last();
+    assert_eq!(received(&seen, "x-forwarded-proto"), ["http"]);
+    assert_eq!(received(&seen, "x-forwarded-host"), ["internal:8080"]);
+}
+
+#[tokio::test]
 async fn x_forwarded_for_starts_with_the_peer_when_absent() {
     let upstream = upstream().await;
     let gw = public_gateway(&upstream).await;

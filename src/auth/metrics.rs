@@ -5,6 +5,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
+use crate::ops::registered;
+
 /// Registered once at start; clones share the same series.
 #[derive(Debug, Clone)]
 pub struct AuthMetrics {
@@ -28,16 +30,18 @@ impl AuthMetrics {
         for result in ["ok", "error"] {
             let _ = jwks_refreshes.get_or_create(&ResultLabels { result });
         }
-        registry.register(
+        let jwks_refreshes = registered(
+            registry,
             "jwks_refreshes",
             "Remote JWKS fetches by result",
-            jwks_refreshes.clone(),
+            jwks_refreshes,
         );
-        let verify_cache = Family::<ResultLabels, Counter>::default();
-        registry.register(
+        let help = "Verified-token cache lookups by result";
+        let verify_cache = registered(
+            registry,
             "verify_cache",
-            "Verified-token cache lookups by result",
-            verify_cache.clone(),
+            help,
+            Family::<ResultLabels, Counter>::default(),
         );
         // Resolved now: the request path then only does atomic adds. One statement each: a
         // `get_or_create` guard lives to the end of its statement.

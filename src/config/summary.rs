@@ -6,98 +6,115 @@ use std::fmt::Write;
 
 use super::{Config, KeyConfig, KeySource, TimeClaim};
 
+/// One `key value` line of the summary.
+type Line = (String, String);
+
 // === impl Config ===
 
 impl Config {
-    /// One line per setting an operator checks before a deploy.
+    /// One line per setting an operator checks before a deploy, then the warnings.
     pub fn summary(&self) -> String {
         let mut out = String::new();
-        let mut line = |key: &str, value: String| {
+        let lines = [self.listener_lines(), self.auth_lines(), self.jwt_lines()];
+        for (key, value) in lines.into_iter().flatten().chain(self.store_lines()) {
             let _ = writeln!(out, "  {key:<34} {value}");
-        };
-        line("server.listen", self.server.listen.to_string());
-        line(
-            "server.tls",
-            self.server
-                .tls
-                .as_ref()
-                .map_or("off (plain HTTP)".into(), |t| {
-                    format!("{} + {}", t.cert.display(), t.key.display())
-                }),
-        );
-        line(
-            "server.trusted_proxies",
-            format!("{:?}", self.server.trusted_proxies),
-        );
-        line(
-            "ops.listen",
-            self.ops_listen.map_or("disabled".into(), |a| a.to_string()),
-        );
-        line(
-            "upstream.url",
-            format!(
-                "{}{}",
-                self.upstream.origin,
-                self.upstream.base_path.trim_start_matches('/')
-            ),
-        );
-        line(
-            "upstream.forward_token",
-            self.upstream.forward_token.to_string(),
-        );
-        line(
-            "auth.cookie",
-            self.auth
-                .cookie
-                .clone()
-                .unwrap_or_else(|| "unset (bearer header only)".into()),
-        );
-        line(
-            "auth.login_url",
-            self.auth
-                .login_url
-                .clone()
-                .unwrap_or_else(|| "unset (401 JSON)".into()),
-        );
-        line("admin.path_prefix", self.admin_prefix.clone());
-        line("jwt.algorithms", format!("{:?}", self.jwt.algorithms));
-        line(
-            "jwt.issuer",
-            self.jwt.issuer.clone().unwrap_or_else(|| "any".into()),
-        );
-        line("jwt.audience", format!("{:?}", self.jwt.audience));
-        line("jwt.leeway_secs", self.jwt.leeway_secs.to_string());
-        line(
-            "jwt.verify_cache_entries",
-            self.jwt.verify_cache_entries.to_string(),
-        );
-        for key in &self.jwt.keys {
-            line(&key.key_name, describe(key));
         }
+        for warning in &self.warnings {
+            let _ = writeln!(out, "warning: {warning}");
+        }
+        out
+    }
+
+    fn listener_lines(&self) -> Vec<Line> {
+        let server = &self.server;
+        let tls = server.tls.as_ref().map_or("off (plain HTTP)".into(), |t| {
+            format!("{} + {}", t.cert.display(), t.key.display())
+        });
+        let upstream = &self.upstream;
+        vec![
+            line("server.listen", server.listen),
+            line("server.tls", tls),
+            line(
+                "server.trusted_proxies",
+                format!("{:?}", server.trusted_proxies),
+            ),
+            line(
+                "ops.listen",
+                self.ops_listen.map_or("disabled".into(), |a| a.to_string()),
+            ),
+            line(
+                "upstream.url",
+                format!(
+                    "{}{}",
+                    upstream.origin,
+                    upstream.base_path.trim_start_matches('/')
+                ),
+            ),
+            line("upstream.forward_token", upstream.forward_token),
+        ]
+    }
+
+    fn auth_lines(&self) -> Vec<Line> {
+        let auth = &self.auth;
+        let or =
+            |value: &Option<String>, unset: &str| value.clone().unwrap_or_else(|| unset.into());
+        vec![
+            line(
+                "auth.cookie",
+                or(&auth.cookie, "unset (bearer header only)"),
+            ),
+            line("auth.login_url", or(&auth.login_url, "unset (401 JSON)")),
+            line("admin.path_prefix", &self.admin_prefix),
+        ]
+    }
+
+    fn jwt_lines(&self) -> Vec<Line> {
+        let jwt = &self.jwt;
         let time_claim = match self.sessions.time_claim {
             TimeClaim::Iat => "iat",
             TimeClaim::AuthTime => "auth_time",
         };
-        line("sessions.time_claim", time_claim.into());
-        line(
-            "sessions.user_claim",
-            self.sessions.user_claim.segments().join("."),
+        let sessions = &self.sessions;
+        let mut lines = vec![
+            line("jwt.algorithms", format!("{:?}", jwt.algorithms)),
+            line("jwt.issuer", jwt.issuer.as_deref().unwrap_or("any")),
+            line("jwt.audience", format!("{:?}", jwt.audience)),
+            line("jwt.leeway_secs", jwt.leeway_secs),
+            line("jwt.verify_cache_entries", jwt.verify_cache_entries),
+        ];
+        lines.extend(
+            jwt.keys
+                .iter()
+                .map(|key| line(&key.key_name, describe(key))),
         );
-        line(
-            "sessions.iat_backdate_secs",
-            self.sessions.iat_backdate_secs.to_string(),
-        );
-        line(
-            "sessions.invalidation_margin_secs",
-            self.sessions.invalidation_margin_secs.to_string(),
-        );
-        line("store", format!("{:?}", self.store));
-        line(
-            "log",
-            format!("{:?} at {}", self.log.format, self.log.level),
-        );
-        out
+        lines.extend([
+            line("sessions.time_claim", time_claim),
+            line(
+                "sessions.user_claim",
+                sessions.user_claim.segments().join("."),
+            ),
+            line("sessions.iat_backdate_secs", sessions.iat_backdate_secs),
+            line(
+                "sessions.invalidation_margin_secs",
+                sessions.invalidation_margin_secs,
+            ),
+        ]);
+        lines
     }
+
+    fn store_lines(&self) -> Vec<Line> {
+        vec![
+            line("store", format!("{:?}", self.store)),
+            line(
+                "log",
+                format!("{:?} at {}", self.log.format, self.log.level),
+            ),
+        ]
+    }
+}
+
+fn line(key: &str, value: impl ToString) -> Line {
+    (key.to_string(), value.to_string())
 }
 
 /// A key entry without its material.
@@ -112,22 +129,18 @@ fn describe(key: &KeyConfig) -> String {
             format!("JWKS file {} (oct keys: {allow_hmac})", path.display())
         }
         KeySource::JwksUrl(remote) => {
+            let every = remote.refresh.as_secs();
             format!(
-                "JWKS {} every {}s (oct keys: {})",
-                remote.url,
-                remote.refresh.as_secs(),
-                remote.allow_hmac
+                "JWKS {} every {every}s (oct keys: {})",
+                remote.url, remote.allow_hmac
             )
         }
     };
-    let kid = key
-        .kid
-        .as_deref()
-        .map(|kid| format!(", kid {kid}"))
-        .unwrap_or_default();
-    let alg = key
-        .algorithm
-        .map(|alg| format!(", only {alg:?}"))
-        .unwrap_or_default();
-    format!("{source}{kid}{alg}")
+    let kid = key.kid.as_deref().map(|kid| format!(", kid {kid}"));
+    let alg = key.algorithm.map(|alg| format!(", only {alg:?}"));
+    format!(
+        "{source}{}{}",
+        kid.unwrap_or_default(),
+        alg.unwrap_or_default()
+    )
 }

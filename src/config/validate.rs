@@ -11,28 +11,29 @@ use super::raw::{
     RawAuth, RawConfig, RawJwt, RawKey, RawServer, RawSessions, RawStore, RawUpstream,
 };
 use super::{
-    AuthConfig, ClaimPath, Config, ConfigError, JwtConfig, KeyConfig, KeySource, LogConfig,
-    LogFormat, RedisConfig, RedisUrl, RemoteJwksConfig, ServerConfig, SessionsConfig, StoreConfig,
-    TimeClaim, TlsConfig, UpstreamConfig,
+    AuthConfig, ClaimPath, Config, ConfigError, ConfigWarning, JwtConfig, KeyConfig, KeySource,
+    LogConfig, LogFormat, RedisConfig, RedisUrl, RemoteJwksConfig, ServerConfig, SessionsConfig,
+    StoreConfig, TimeClaim, TlsConfig, UpstreamConfig,
 };
-use crate::web::{PublicPaths, check_path};
+use super::{PublicPaths, check_path};
 
 impl TryFrom<RawConfig> for Config {
     type Error = ConfigError;
 
     fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
+        let mut warnings = Vec::new();
         Ok(Self {
             server: server(raw.server)?,
             ops_listen: match raw.ops.listen.as_str() {
                 "" => None,
                 addr => Some(parse("ops.listen", addr)?),
             },
-            upstream: upstream(raw.upstream)?,
+            upstream: upstream(raw.upstream, &mut warnings)?,
             auth: auth(raw.auth)?,
             admin_prefix: admin_prefix(&raw.admin.path_prefix)?,
-            jwt: jwt(raw.jwt)?,
+            jwt: jwt(raw.jwt, &mut warnings)?,
             sessions: sessions(raw.sessions)?,
-            store: store(raw.store)?,
+            store: store(raw.store, &mut warnings)?,
             log: LogConfig {
                 format: match raw.log.format.as_str() {
                     "json" => LogFormat::Json,
@@ -41,6 +42,7 @@ impl TryFrom<RawConfig> for Config {
                 },
                 level: log_level(raw.log.level)?,
             },
+            warnings,
         })
     }
 }
@@ -93,7 +95,10 @@ fn parse_cidr(text: &str) -> Result<IpNet, ConfigError> {
         })
 }
 
-fn upstream(raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
+fn upstream(
+    raw: RawUpstream,
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<UpstreamConfig, ConfigError> {
     let url = raw
         .url
         .ok_or_else(|| invalid("upstream.url", "is required"))?;
@@ -115,10 +120,8 @@ fn upstream(raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
         ));
     }
     if raw.ca_file.is_some() && !https {
-        return Err(invalid(
-            "upstream.ca_file",
-            "only applies to https upstreams",
-        ));
+        let why = "ignored: only applies to https upstreams";
+        warnings.push(warning("upstream.ca_file", why));
     }
     let base_path = uri.path().trim_end_matches('/').to_string();
     let origin = http::Uri::builder()
@@ -130,7 +133,7 @@ fn upstream(raw: RawUpstream) -> Result<UpstreamConfig, ConfigError> {
     Ok(UpstreamConfig {
         origin,
         base_path,
-        ca_file: raw.ca_file.map(PathBuf::from),
+        ca_file: raw.ca_file.filter(|_| https).map(PathBuf::from),
         connect_timeout: Duration::from_millis(raw.connect_timeout_ms.max(1)),
         response_timeout: Duration::from_secs(raw.response_timeout_secs.max(1)),
         forward_token: raw.forward_token,
@@ -177,7 +180,7 @@ fn admin_prefix(prefix: &str) -> Result<String, ConfigError> {
     Ok(prefix.to_string())
 }
 
-fn jwt(raw: RawJwt) -> Result<JwtConfig, ConfigError> {
+fn jwt(raw: RawJwt, warnings: &mut Vec<ConfigWarning>) -> Result<JwtConfig, ConfigError> {
     let names = raw
         .algorithms
         .ok_or_else(|| invalid("jwt.algorithms", "is required"))?;
@@ -201,7 +204,7 @@ fn jwt(raw: RawJwt) -> Result<JwtConfig, ConfigError> {
         .keys
         .into_iter()
         .enumerate()
-        .map(|(i, key)| key_config(i, key, &algorithms))
+        .map(|(i, key)| key_config(i, key, &algorithms, warnings))
         .collect::<Result<_, _>>()?;
     if raw.max_token_bytes < 64 {
         return Err(invalid("jwt.max_token_bytes", "must be at least 64"));
@@ -227,97 +230,118 @@ fn algorithm(key: &str, name: &str) -> Result<Algorithm, ConfigError> {
     Algorithm::from_str(name).map_err(|_| invalid(key, format!("unknown algorithm {name:?}")))
 }
 
-fn key_config(index: usize, raw: RawKey, allowed: &[Algorithm]) -> Result<KeyConfig, ConfigError> {
+fn key_config(
+    index: usize,
+    raw: RawKey,
+    allowed: &[Algorithm],
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<KeyConfig, ConfigError> {
     let key_name = format!("jwt.keys[{index}]");
     let at = |field: &str| format!("{key_name}.{field}");
-    let sources = [
-        &raw.hmac_secret_env,
-        &raw.hmac_secret_file,
-        &raw.public_key_file,
-        &raw.jwks_file,
-        &raw.jwks_url,
-    ];
-    if sources.iter().filter(|s| s.is_some()).count() != 1 {
-        return Err(invalid(
-            &key_name,
-            "set exactly one of hmac_secret_env, hmac_secret_file, public_key_file, jwks_file, jwks_url",
-        ));
+    let algorithm = raw
+        .algorithm
+        .as_deref()
+        .map(|name| key_algorithm(&at("algorithm"), name, allowed))
+        .transpose()?;
+    let (kid, allow_hmac) = (raw.kid.clone(), raw.allow_hmac);
+    let source = key_source(&key_name, raw, warnings)?;
+    let jwks = matches!(source, KeySource::JwksFile { .. } | KeySource::JwksUrl(_));
+    let mut ignored = |field: &str, why: &str| warnings.push(warning(&at(field), why));
+    if jwks && kid.is_some() {
+        ignored("kid", "ignored: a JWKS names its own keys");
     }
-    if raw.jwks_url.is_none() && (raw.refresh_secs.is_some() || raw.ca_file.is_some()) {
-        return Err(invalid(
-            &key_name,
-            "refresh_secs and ca_file only apply to jwks_url",
-        ));
+    if jwks && algorithm.is_some() {
+        ignored("algorithm", "ignored: a JWKS gives each key's algorithm");
     }
-    let algorithm = match &raw.algorithm {
-        Some(name) => {
-            let alg = algorithm(&at("algorithm"), name)?;
-            if !allowed.contains(&alg) {
-                return Err(invalid(
-                    &at("algorithm"),
-                    format!("{name} is not in jwt.algorithms"),
-                ));
-            }
-            Some(alg)
-        }
-        None => None,
-    };
-    let single = raw.kid.is_some() || algorithm.is_some();
-    let kid = raw.kid;
-    let jwks = |source| -> Result<KeySource, ConfigError> {
-        match single {
-            true => Err(invalid(
-                &key_name,
-                "kid and algorithm come from the JWKS itself; set them only on single keys",
-            )),
-            false => Ok(source),
-        }
-    };
-    let source = match (
-        raw.hmac_secret_env,
-        raw.hmac_secret_file,
-        raw.public_key_file,
-        raw.jwks_file,
-        raw.jwks_url,
-    ) {
-        (Some(var), ..) => KeySource::HmacEnv(var),
-        (_, Some(path), ..) => KeySource::HmacFile(path.into()),
-        (_, _, Some(path), ..) => KeySource::PublicKeyFile(path.into()),
-        (_, _, _, Some(path), _) => jwks(KeySource::JwksFile {
-            path: path.into(),
-            allow_hmac: raw.allow_hmac,
-        })?,
-        (.., Some(url)) => jwks(KeySource::JwksUrl(jwks_url(
-            &at,
-            url,
-            raw.refresh_secs,
-            raw.ca_file,
-            raw.allow_hmac,
-        )?))?,
-        (None, None, None, None, None) => unreachable!("exactly one key source was checked above"),
-    };
-    if raw.allow_hmac && !matches!(source, KeySource::JwksFile { .. } | KeySource::JwksUrl(_)) {
-        return Err(invalid(
-            &at("allow_hmac"),
-            "only applies to jwks_file and jwks_url",
-        ));
+    if allow_hmac && !jwks {
+        ignored(
+            "allow_hmac",
+            "ignored: only applies to jwks_file and jwks_url",
+        );
     }
     Ok(KeyConfig {
         key_name,
-        kid,
-        algorithm,
+        kid: kid.filter(|_| !jwks),
+        algorithm: algorithm.filter(|_| !jwks),
         source,
     })
 }
 
-fn jwks_url(
-    at: &dyn Fn(&str) -> String,
+/// `algorithm` of a single key: a known algorithm that `jwt.algorithms` allows.
+fn key_algorithm(key: &str, name: &str, allowed: &[Algorithm]) -> Result<Algorithm, ConfigError> {
+    let alg = algorithm(key, name)?;
+    if !allowed.contains(&alg) {
+        return Err(invalid(key, format!("{name} is not in jwt.algorithms")));
+    }
+    Ok(alg)
+}
+
+/// Exactly one source per entry; `refresh_secs` and `ca_file` elsewhere than on a
+/// `jwks_url` do not apply (a warning, not a refusal).
+fn key_source(
+    key_name: &str,
+    raw: RawKey,
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<KeySource, ConfigError> {
+    let at = |field: &str| format!("{key_name}.{field}");
+    let remote_only = [
+        ("refresh_secs", raw.refresh_secs.is_some()),
+        ("ca_file", raw.ca_file.is_some()),
+    ];
+    if raw.jwks_url.is_none() {
+        for (field, _) in remote_only.iter().filter(|(_, set)| *set) {
+            warnings.push(warning(&at(field), "ignored: only applies to jwks_url"));
+        }
+    }
+    Ok(
+        match (
+            raw.hmac_secret_env,
+            raw.hmac_secret_file,
+            raw.public_key_file,
+            raw.jwks_file,
+            raw.jwks_url,
+        ) {
+            (Some(var), None, None, None, None) => KeySource::HmacEnv(var),
+            (None, Some(path), None, None, None) => KeySource::HmacFile(path.into()),
+            (None, None, Some(path), None, None) => KeySource::PublicKeyFile(path.into()),
+            (None, None, None, Some(path), None) => KeySource::JwksFile {
+                path: path.into(),
+                allow_hmac: raw.allow_hmac,
+            },
+            (None, None, None, None, Some(url)) => {
+                let remote = RemoteKey {
+                    url,
+                    refresh_secs: raw.refresh_secs,
+                    ca_file: raw.ca_file,
+                    allow_hmac: raw.allow_hmac,
+                };
+                KeySource::JwksUrl(jwks_url(key_name, remote, warnings)?)
+            }
+            _ => {
+                return Err(invalid(
+                    key_name,
+                    "set exactly one of hmac_secret_env, hmac_secret_file, public_key_file, jwks_file, jwks_url",
+                ));
+            }
+        },
+    )
+}
+
+/// The fields of a `jwks_url` entry.
+struct RemoteKey {
     url: String,
     refresh_secs: Option<u64>,
     ca_file: Option<String>,
     allow_hmac: bool,
+}
+
+fn jwks_url(
+    key_name: &str,
+    raw: RemoteKey,
+    warnings: &mut Vec<ConfigWarning>,
 ) -> Result<RemoteJwksConfig, ConfigError> {
-    let uri: http::Uri = parse(&at("jwks_url"), &url)?;
+    let at = |field: &str| format!("{key_name}.{field}");
+    let uri: http::Uri = parse(&at("jwks_url"), &raw.url)?;
     let https = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
@@ -331,18 +355,21 @@ fn jwks_url(
     if uri.authority().is_none() {
         return Err(invalid(&at("jwks_url"), "must name a host"));
     }
-    if ca_file.is_some() && !https {
-        return Err(invalid(&at("ca_file"), "only applies to https URLs"));
+    if raw.ca_file.is_some() && !https {
+        warnings.push(warning(
+            &at("ca_file"),
+            "ignored: only applies to https URLs",
+        ));
     }
-    let refresh = Duration::from_secs(refresh_secs.unwrap_or(300));
+    let refresh = Duration::from_secs(raw.refresh_secs.unwrap_or(300));
     if refresh.is_zero() {
         return Err(invalid(&at("refresh_secs"), "must be at least 1"));
     }
     Ok(RemoteJwksConfig {
         url: uri,
         refresh,
-        ca_file: ca_file.map(PathBuf::from),
-        allow_hmac,
+        ca_file: raw.ca_file.filter(|_| https).map(PathBuf::from),
+        allow_hmac: raw.allow_hmac,
     })
 }
 
@@ -367,14 +394,14 @@ fn sessions(raw: RawSessions) -> Result<SessionsConfig, ConfigError> {
     })
 }
 
-fn store(raw: RawStore) -> Result<StoreConfig, ConfigError> {
+fn store(raw: RawStore, warnings: &mut Vec<ConfigWarning>) -> Result<StoreConfig, ConfigError> {
     match raw.backend.as_str() {
         "embedded" if raw.path.is_empty() => Err(invalid("store.path", "must not be empty")),
         "embedded" => Ok(StoreConfig::Embedded {
             path: raw.path.into(),
         }),
         "memory" => Ok(StoreConfig::Memory),
-        "redis" => Ok(StoreConfig::Redis(redis_store(raw)?)),
+        "redis" => Ok(StoreConfig::Redis(redis_store(raw, warnings)?)),
         _ => Err(invalid(
             "store.backend",
             "must be \"embedded\", \"redis\" or \"memory\"",
@@ -382,19 +409,21 @@ fn store(raw: RawStore) -> Result<StoreConfig, ConfigError> {
     }
 }
 
-fn redis_store(raw: RawStore) -> Result<RedisConfig, ConfigError> {
+fn redis_store(
+    raw: RawStore,
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<RedisConfig, ConfigError> {
     let url = RedisUrl::parse(&raw.redis_url)?;
+    let tls = url.is_tls();
     if raw.redis_key_prefix.is_empty() {
         return Err(invalid(
             "store.redis_key_prefix",
             "must not be empty: the gateway's keys would mix with everything else in the database",
         ));
     }
-    if raw.redis_ca_file.is_some() && !url.is_tls() {
-        return Err(invalid(
-            "store.redis_ca_file",
-            "only applies to rediss:// URLs",
-        ));
+    if raw.redis_ca_file.is_some() && !tls {
+        let why = "ignored: only applies to rediss:// URLs";
+        warnings.push(warning("store.redis_ca_file", why));
     }
     if raw.resync_secs == 0 {
         return Err(invalid("store.resync_secs", "must be at least 1"));
@@ -402,7 +431,7 @@ fn redis_store(raw: RawStore) -> Result<RedisConfig, ConfigError> {
     Ok(RedisConfig {
         url,
         key_prefix: raw.redis_key_prefix,
-        ca_file: raw.redis_ca_file.map(PathBuf::from),
+        ca_file: raw.redis_ca_file.filter(|_| tls).map(PathBuf::from),
         resync: Duration::from_secs(raw.resync_secs),
         max_staleness: (raw.max_staleness_secs > 0)
             .then(|| Duration::from_secs(raw.max_staleness_secs)),
@@ -431,6 +460,15 @@ where
 {
     text.parse()
         .map_err(|e| invalid(key, format!("{text:?}: {e}")))
+}
+
+/// A valid setting that has no effect here: said at start and by `check`, never fatal (an
+/// env override elsewhere may be what made it moot).
+fn warning(key: &str, message: &str) -> ConfigWarning {
+    ConfigWarning {
+        key: key.to_string(),
+        message: message.to_string(),
+    }
 }
 
 pub(super) fn invalid(key: &str, message: impl ToString) -> ConfigError {

@@ -5,7 +5,7 @@
 //! so a request only does atomic adds (a `Family` lookup takes a lock).
 
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// Increments a gauge now and decrements it when dropped (an open connection or tunnel).
 #[derive(Debug)]
@@ -14,6 +14,17 @@ pub struct GaugeGuard(Gauge);
 /// The registry every metric goes in, named `sessiongate_*`.
 pub fn registry() -> Registry {
     Registry::with_prefix("sessiongate")
+}
+
+/// `metric`, registered under `sessiongate_<name>`: the handle the room keeps.
+pub fn registered<M: Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 /// The Prometheus text exposition of `registry`.

@@ -93,6 +93,17 @@ impl AccessRecord {
     }
 }
 
+/// An answer hyper gave before any request was parsed (a 431): no method or path to log.
+pub(super) fn unparsed(metrics: &ProxyMetrics, client_ip: IpAddr, status: StatusCode) {
+    metrics.request(Outcome::Error);
+    tracing::info!(
+        target: "access",
+        %client_ip,
+        status = status.as_u16(),
+        "request head not parsed"
+    );
+}
+
 fn count_error(metrics: &ProxyMetrics, error: &GatewayError) {
     match error {
         GatewayError::Unauthorized { reason, .. } => {

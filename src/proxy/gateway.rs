@@ -21,6 +21,7 @@ use super::tunnel::{self, websocket_upgrade};
 use crate::admin;
 use crate::auth::{self, Caller};
 use crate::clock;
+use crate::config;
 use crate::web::{self, Body, ConnInfo, GatewayError};
 
 /// The hyper `Service` for one client connection.
@@ -63,8 +64,8 @@ impl Gateway {
     ) -> Result<Response<Body>, GatewayError> {
         let state = &self.proxy.state;
         let path = req.uri().path();
-        web::check_path(path)?;
-        if web::is_under(path, &state.config.admin_prefix) {
+        config::check_path(path)?;
+        if config::is_under(path, &state.config.admin_prefix) {
             record.admin = true;
             // Boxed: the admin future is large and rare; inline it would make every
             // request's future (moved on each poll setup) that much bigger.

@@ -9,6 +9,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::auth::TokenError;
+use crate::ops::registered;
 use crate::web::UpstreamError;
 
 /// Registered once at start; the per-request series are resolved then.
@@ -62,63 +63,44 @@ struct KindLabels {
 impl ProxyMetrics {
     pub(super) fn register(registry: &mut Registry) -> Self {
         let latency = || Histogram::new(exponential_buckets(0.000_025, 2.0, 20));
-        let metrics = Self {
+        let outcomes = Outcome::ALL.map(|o| OutcomeLabels {
+            outcome: o.as_str(),
+        });
+        let reasons = TokenError::ALL.map(|r| ReasonLabels { reason: r.as_str() });
+        let upstream_errors = Family::<KindLabels, Counter>::default();
+        for kind in UpstreamError::KINDS {
+            let _ = upstream_errors.get_or_create(&KindLabels { kind });
+        }
+        let [request_duration, gateway_duration, upstream_duration] = [
+            ("request_duration_seconds", "Request to response headers"),
+            ("gateway_duration_seconds", "Time added by the gateway"),
+            (
+                "upstream_duration_seconds",
+                "Upstream response-header latency",
+            ),
+        ]
+        .map(|(name, help)| registered(registry, name, help, latency()));
+        let [open_connections, open_tunnels] = [
+            ("open_connections", "Client connections open"),
+            ("open_tunnels", "WebSocket tunnels open"),
+        ]
+        .map(|(name, help)| registered(registry, name, help, Gauge::default()));
+        let help = "Upstream failures by kind";
+        Self {
             requests: counters(
                 registry,
                 "requests",
                 "Requests on the main listener by outcome",
-                Outcome::ALL.map(|o| OutcomeLabels {
-                    outcome: o.as_str(),
-                }),
+                outcomes,
             ),
-            rejections: counters(
-                registry,
-                "rejections",
-                "Refused tokens by reason",
-                TokenError::ALL.map(|r| ReasonLabels { reason: r.as_str() }),
-            ),
-            request_duration: latency(),
-            gateway_duration: latency(),
-            upstream_duration: latency(),
-            upstream_errors: Family::default(),
-            open_connections: Gauge::default(),
-            open_tunnels: Gauge::default(),
-        };
-        for kind in UpstreamError::KINDS {
-            let _ = metrics.upstream_errors.get_or_create(&KindLabels { kind });
+            rejections: counters(registry, "rejections", "Refused tokens by reason", reasons),
+            upstream_errors: registered(registry, "upstream_errors", help, upstream_errors),
+            request_duration,
+            gateway_duration,
+            upstream_duration,
+            open_connections,
+            open_tunnels,
         }
-        let m = &metrics;
-        registry.register(
-            "request_duration_seconds",
-            "Request to response headers",
-            m.request_duration.clone(),
-        );
-        registry.register(
-            "gateway_duration_seconds",
-            "Time added by the gateway",
-            m.gateway_duration.clone(),
-        );
-        registry.register(
-            "upstream_duration_seconds",
-            "Upstream response-header latency",
-            m.upstream_duration.clone(),
-        );
-        registry.register(
-            "upstream_errors",
-            "Upstream failures by kind",
-            m.upstream_errors.clone(),
-        );
-        registry.register(
-            "open_connections",
-            "Client connections open",
-            m.open_connections.clone(),
-        );
-        registry.register(
-            "open_tunnels",
-            "WebSocket tunnels open",
-            m.open_tunnels.clone(),
-        );
-        metrics
     }
 
     /// Counts one request on the main listener.
@@ -156,8 +138,7 @@ where
         + Sync
         + 'static,
 {
-    let family = Family::<L, Counter>::default();
-    registry.register(name, help, family.clone());
+    let family = registered(registry, name, help, Family::<L, Counter>::default());
     labels.map(|label| family.get_or_create(&label).clone())
 }
 

@@ -13,7 +13,12 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 
+use std::net::SocketAddr;
+
+use http::StatusCode;
+
 use super::Proxy;
+use super::access;
 use super::gateway::Gateway;
 use crate::config::ServerConfig;
 use crate::ops::GaugeGuard;
@@ -71,15 +76,33 @@ pub async fn serve(
             };
             let connection = builder.serve_connection_with_upgrades(
                 TokioIo::new(io),
-                Gateway::new(proxy, conn, permit),
+                Gateway::new(proxy.clone(), conn, permit),
             );
             if let Err(error) = watcher.watch(connection).await {
+                answered_by_hyper(&proxy, peer, &*error);
                 tracing::debug!(%error, "connection ended with an error");
             }
         });
     }
     drop(listener);
     drain(&proxy, graceful).await;
+}
+
+/// Request heads over `server.max_header_bytes` are answered 431 by hyper itself, before
+/// the gateway sees a request: they are logged and counted here like every other answer.
+fn answered_by_hyper(proxy: &Proxy, peer: SocketAddr, error: &(dyn std::error::Error + 'static)) {
+    let too_large = error
+        .downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_parse_too_large);
+    if too_large {
+        // No headers were read, so `X-Forwarded-For` cannot say more than the peer.
+        let client_ip = peer.ip().to_canonical();
+        access::unparsed(
+            &proxy.metrics,
+            client_ip,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        );
+    }
 }
 
 fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {

@@ -8,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::ops::registered;
 use crate::store::Action;
 
 /// Registered once at start; cloned handles share the same series.
@@ -34,44 +35,35 @@ pub(super) struct ActionLabels {
 
 impl SessionMetrics {
     pub(super) fn register(registry: &mut Registry) -> Self {
-        let metrics = Self {
-            logouts: Family::default(),
-            store_up: Gauge::default(),
-            cutoffs_loaded: Gauge::default(),
-            store_sync_age: Gauge::default(),
-            store_disconnects: Counter::default(),
-            store_resyncs: Counter::default(),
-        };
+        let logouts = Family::<ActionLabels, Counter>::default();
         // Known label values start at 0, so a first event is an increase, not a new series.
         for action in Action::ALL {
-            let _ = metrics.logouts.get_or_create(&ActionLabels {
+            let _ = logouts.get_or_create(&ActionLabels {
                 action: action.as_str(),
             });
         }
-        let m = &metrics;
-        registry.register("logouts", "Committed logouts by action", m.logouts.clone());
-        registry.register("store_up", "1 when the store answers", m.store_up.clone());
-        registry.register(
-            "cutoffs_loaded",
-            "Cutoffs loaded from the store (at start; shared store: at the last resync)",
-            m.cutoffs_loaded.clone(),
-        );
-        registry.register(
-            "store_sync_age_seconds",
-            "Seconds since the last proof of sync with the shared store (0 for embedded)",
-            m.store_sync_age.clone(),
-        );
-        registry.register(
-            "store_disconnects",
-            "Links to the shared store lost",
-            m.store_disconnects.clone(),
-        );
-        registry.register(
-            "store_resyncs",
-            "Full resyncs from the shared store",
-            m.store_resyncs.clone(),
-        );
-        metrics
+        let [store_up, cutoffs_loaded] = [
+            ("store_up", "1 when the store answers"),
+            (
+                "cutoffs_loaded",
+                "Cutoffs loaded from the store (at start; shared store: at the last resync)",
+            ),
+        ]
+        .map(|(name, help)| registered(registry, name, help, Gauge::default()));
+        let [store_disconnects, store_resyncs] = [
+            ("store_disconnects", "Links to the shared store lost"),
+            ("store_resyncs", "Full resyncs from the shared store"),
+        ]
+        .map(|(name, help)| registered(registry, name, help, Counter::default()));
+        let age = "Seconds since the last proof of sync with the shared store (0 for embedded)";
+        Self {
+            logouts: registered(registry, "logouts", "Committed logouts by action", logouts),
+            store_sync_age: registered(registry, "store_sync_age_seconds", age, Gauge::default()),
+            store_up,
+            cutoffs_loaded,
+            store_disconnects,
+            store_resyncs,
+        }
     }
 
     /// Counts one committed change.

@@ -1,10 +1,14 @@
 //! The embedded store: redb, an ACID B-tree file with fsync on every commit.
+//!
+//! After an I/O error (a full disk, a file-size limit) redb refuses every later operation
+//! until the database is opened again, so the store reopens its file then: once space is
+//! back, the next operation works, with nothing lost that was committed.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
-
 use tokio::sync::mpsc::Sender;
 
 use super::{AuditRecord, Change, Cutoff, Scope, StoreError};
@@ -19,7 +23,17 @@ const AUDIT_SEQUENCE: &str = "audit_sequence";
 /// A redb database shared by the blocking tasks that use it.
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `None` after an I/O error, until the file opens again. Operations share the lock;
+    /// a reopen takes it alone, after they finish.
+    db: RwLock<Option<Database>>,
+    /// Bumped by every reopen, so concurrent failures reopen once.
+    opened: AtomicU64,
+    /// The file; `None` for the in-memory database, which has no I/O to fail.
+    path: Option<PathBuf>,
 }
 
 // === impl EmbeddedStore ===
@@ -33,11 +47,7 @@ impl EmbeddedStore {
                 source,
             })?;
         }
-        let db = Database::create(path).map_err(|source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::with_tables(db)
+        Ok(Self::new(open_file(path)?, Some(path.to_path_buf())))
     }
 
     /// A database that lives only in this process.
@@ -48,37 +58,84 @@ impl EmbeddedStore {
                 path: "(memory)".into(),
                 source,
             })?;
-        Self::with_tables(db)
+        Ok(Self::new(with_tables(db)?, None))
     }
 
-    /// Creates the tables up front so readers never meet a missing table.
-    fn with_tables(db: Database) -> Result<Self, StoreError> {
-        let txn = db.begin_write()?;
-        txn.open_table(WORKSPACES)?;
-        txn.open_table(USERS)?;
-        txn.open_table(AUDIT)?;
-        txn.open_table(META)?;
-        txn.commit()?;
-        Ok(Self { db: Arc::new(db) })
+    fn new(db: Database, path: Option<PathBuf>) -> Self {
+        let inner = Inner {
+            db: RwLock::new(Some(db)),
+            opened: AtomicU64::new(0),
+            path,
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
-    /// Runs `work` on the blocking pool: redb waits for fsync.
-    pub(super) async fn blocking<T, F>(self, work: F) -> Result<T, StoreError>
+    /// Starts `work` on the blocking pool now (redb waits for fsync), reopening the file
+    /// after an I/O error so that the next operation can succeed.
+    pub(super) fn blocking<T, F>(&self, work: F) -> impl Future<Output = Result<T, StoreError>>
     where
         T: Send + 'static,
-        F: FnOnce(&Self) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     {
-        tokio::task::spawn_blocking(move || work(&self)).await?
+        let store = self.clone();
+        let task = tokio::task::spawn_blocking(move || store.run(work));
+        async move { task.await? }
+    }
+
+    fn run<T>(
+        &self,
+        work: impl FnOnce(&Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let opened = self.inner.opened.load(Ordering::Acquire);
+        let result = match &*self
+            .inner
+            .db
+            .read()
+            .expect("the store lock is never poisoned")
+        {
+            Some(db) => work(db),
+            None => Err(StoreError::Unavailable),
+        };
+        if result.as_ref().is_err_and(StoreError::needs_reopen) {
+            self.reopen(opened);
+        }
+        result
+    }
+
+    /// Drops the failed database and opens the file again, unless another operation did
+    /// since `seen`. A file that cannot be opened yet is tried again by the next operation.
+    fn reopen(&self, seen: u64) {
+        let Some(path) = &self.inner.path else { return };
+        let mut db = self
+            .inner
+            .db
+            .write()
+            .expect("the store lock is never poisoned");
+        if self.inner.opened.load(Ordering::Acquire) != seen {
+            return;
+        }
+        // redb holds a lock on the file: the old handle must be gone before a new open.
+        drop(db.take());
+        match open_file(path) {
+            Ok(reopened) => {
+                *db = Some(reopened);
+                self.inner.opened.fetch_add(1, Ordering::AcqRel);
+                tracing::info!(path = %path.display(), "store file reopened after an I/O error");
+            }
+            Err(error) => tracing::warn!(%error, "store file cannot be reopened yet"),
+        }
     }
 
     /// Sends every cutoff to `batches`, `batch` at a time. Runs on the blocking pool; a
     /// closed receiver ends the load early.
     pub(super) fn load(
-        &self,
+        db: &Database,
         batch: usize,
         batches: &Sender<Vec<(Scope, Cutoff)>>,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = db.begin_read()?;
         let workspaces = txn.open_table(WORKSPACES)?;
         let workspaces = workspaces.iter()?.map(|entry| -> Result<_, StoreError> {
             let (key, value) = entry?;
@@ -115,11 +172,11 @@ impl EmbeddedStore {
     /// version, append the audit record. redb serialises writers, so two logouts at once
     /// cannot both read the same old value.
     pub(super) fn commit(
-        &self,
+        db: &Database,
         change: &Change,
         mut audit: AuditRecord,
     ) -> Result<(Cutoff, AuditRecord), StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = db.begin_write()?;
         let current = read_cutoff(&txn, &change.scope)?;
         let cutoff = Cutoff {
             valid_after: current.as_ref().map_or(change.valid_after, |c| {
@@ -136,11 +193,11 @@ impl EmbeddedStore {
     }
 
     pub(super) fn audit(
-        &self,
+        db: &Database,
         workspace: &str,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = db.begin_read()?;
         let table = txn.open_table(AUDIT)?;
         let range = table.range((workspace, 0)..=(workspace, u64::MAX))?;
         range
@@ -149,6 +206,26 @@ impl EmbeddedStore {
             .map(|entry| Ok(serde_json::from_slice(entry?.1.value())?))
             .collect()
     }
+}
+
+/// Opens (or creates) the file with every table in place.
+fn open_file(path: &Path) -> Result<Database, StoreError> {
+    let db = Database::create(path).map_err(|source| StoreError::Open {
+        path: path.display().to_string(),
+        source,
+    })?;
+    with_tables(db)
+}
+
+/// Creates the tables up front so readers never meet a missing table.
+fn with_tables(db: Database) -> Result<Database, StoreError> {
+    let txn = db.begin_write()?;
+    txn.open_table(WORKSPACES)?;
+    txn.open_table(USERS)?;
+    txn.open_table(AUDIT)?;
+    txn.open_table(META)?;
+    txn.commit()?;
+    Ok(db)
 }
 
 fn read_cutoff(txn: &WriteTransaction, scope: &Scope) -> Result<Option<Cutoff>, StoreError> {

@@ -8,8 +8,8 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 use super::body::{self, Body};
-use super::paths::BadPath;
 use crate::auth::TokenError;
+use crate::config::BadPath;
 use crate::store::StoreError;
 
 /// Why a request was not answered by the upstream.

@@ -204,6 +204,7 @@ pub struct GatewayBuilder {
     keys: Vec<String>,
     default_key: bool,
     env: Env,
+    ignore_sigxfsz: bool,
 }
 
 /// Environment changes for the gateway process: `Some` sets, `None` removes.
@@ -218,6 +219,7 @@ pub struct Gateway {
     dir: Arc<tempfile::TempDir>,
     config_path: PathBuf,
     env: Env,
+    ignore_sigxfsz: bool,
     client: reqwest::Client,
 }
 
@@ -235,6 +237,7 @@ pub fn gateway_to(upstream_url: &str) -> GatewayBuilder {
         keys: Vec::new(),
         default_key: true,
         env: vec![("RUST_LOG".into(), None)],
+        ignore_sigxfsz: false,
     }
 }
 
@@ -263,6 +266,13 @@ impl GatewayBuilder {
     /// An extra `[[jwt.keys]]` table body.
     pub fn key(mut self, table: &str) -> Self {
         self.keys.push(table.to_string());
+        self
+    }
+
+    /// Starts the process with SIGXFSZ ignored, so a file-size limit (`prlimit`) makes
+    /// its writes fail instead of killing it.
+    pub fn ignoring_sigxfsz(mut self) -> Self {
+        self.ignore_sigxfsz = true;
         self
     }
 
@@ -314,14 +324,56 @@ impl GatewayBuilder {
     /// Starts the binary and waits for its `ready` log line.
     pub async fn start(self) -> Gateway {
         let config_path = self.write_config();
-        Gateway::spawn(self.dir, config_path, self.env, "ready").await
+        let launch = Launch {
+            env: self.env,
+            ignore_sigxfsz: self.ignore_sigxfsz,
+        };
+        Gateway::spawn(self.dir, config_path, launch, "ready").await
     }
 
     /// Starts the binary and returns once it listens, before it is ready (remote keys
     /// still loading): requests then get 503.
     pub async fn start_unready(self) -> Gateway {
         let config_path = self.write_config();
-        Gateway::spawn(self.dir, config_path, self.env, "listening").await
+        let launch = Launch {
+            env: self.env,
+            ignore_sigxfsz: self.ignore_sigxfsz,
+        };
+        Gateway::spawn(self.dir, config_path, launch, "listening").await
+    }
+}
+
+/// How the process is started, kept for restarts.
+#[derive(Clone)]
+struct Launch {
+    env: Env,
+    ignore_sigxfsz: bool,
+}
+
+impl Launch {
+    fn command(&self, config_path: &Path) -> Command {
+        let bin = env!("CARGO_BIN_EXE_sessiongate");
+        let mut command = match self.ignore_sigxfsz {
+            // An ignored signal stays ignored across exec.
+            true => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", "trap '' XFSZ; exec \"$0\" \"$@\"", bin]);
+                sh
+            }
+            false => Command::new(bin),
+        };
+        command
+            .args(["serve", "--config"])
+            .arg(config_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in &self.env {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        command
     }
 }
 
@@ -329,22 +381,13 @@ impl Gateway {
     async fn spawn(
         dir: Arc<tempfile::TempDir>,
         config_path: PathBuf,
-        env: Env,
+        launch: Launch,
         wait_for: &'static str,
     ) -> Gateway {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sessiongate"));
-        command
-            .args(["serve", "--config"])
-            .arg(&config_path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, value) in &env {
-            match value {
-                Some(value) => command.env(key, value),
-                None => command.env_remove(key),
-            };
-        }
-        let mut child = command.spawn().expect("the sessiongate binary starts");
+        let mut child = launch
+            .command(&config_path)
+            .spawn()
+            .expect("the sessiongate binary starts");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = mpsc::channel();
         let stdout = child.stdout.take().unwrap();
@@ -386,7 +429,8 @@ impl Gateway {
             logs,
             dir,
             config_path,
-            env,
+            env: launch.env,
+            ignore_sigxfsz: launch.ignore_sigxfsz,
             client: client(),
         }
     }
@@ -512,6 +556,11 @@ impl Gateway {
         self.child.id()
     }
 
+    /// The embedded store file.
+    pub fn store_path(&self) -> PathBuf {
+        self.dir.path().join("store.redb")
+    }
+
     /// SIGKILL: no chance to flush or clean up.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
@@ -521,13 +570,11 @@ impl Gateway {
     /// SIGKILLs this process and starts a new one on the same config and store file.
     pub async fn crash_and_restart(mut self) -> Gateway {
         self.kill9();
-        Gateway::spawn(
-            self.dir.clone(),
-            self.config_path.clone(),
-            self.env.clone(),
-            "ready",
-        )
-        .await
+        let launch = Launch {
+            env: self.env.clone(),
+            ignore_sigxfsz: self.ignore_sigxfsz,
+        };
+        Gateway::spawn(self.dir.clone(), self.config_path.clone(), launch, "ready").await
     }
 
     /// Sends SIGTERM and waits for the exit status.
