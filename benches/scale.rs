@@ -38,12 +38,15 @@ fn main() {
         .build()
         .unwrap();
     let empty = Sessions::new(&mut sessiongate::ops::registry());
+    // Resets VmHWM, so the peak below is the load's, not the bulk write's.
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
     let before_rss = rss_kib();
     let started = Instant::now();
     let sessions = runtime.block_on(load(&path));
     let load_time = started.elapsed();
     let grown = rss_kib() - before_rss;
     println!("start-up load (open + read + into memory): {load_time:.2?}");
+    println!("peak RSS of the process (VmHWM): {} MiB", peak_kib() / 1024);
     println!(
         "memory for {} cutoffs: {} MiB ({} bytes each)",
         2 * count,
@@ -147,8 +150,16 @@ fn token(i: usize) -> Token {
     }
 }
 
+fn peak_kib() -> i64 {
+    status_kib("VmHWM:")
+}
+
 fn rss_kib() -> i64 {
+    status_kib("VmRSS:")
+}
+
+fn status_kib(field: &str) -> i64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }

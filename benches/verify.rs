@@ -14,7 +14,7 @@ use serde_json::json;
 use sessiongate::auth::{self, AuthMetrics, KeyRing, Verifier};
 use sessiongate::config::Config;
 use sessiongate::sessions::Sessions;
-use sessiongate::store::{Cutoff, Scope};
+use sessiongate::store::{Cutoff, Record, Scope};
 
 const SECRET: &str = "sessiongate-bench-secret-0123456789abcdef";
 
@@ -65,14 +65,14 @@ fn token(alg: Algorithm) -> String {
 /// A workspace with a cutoff in the past, so the session check does real work.
 fn sessions() -> Sessions {
     let sessions = Sessions::new(&mut sessiongate::ops::registry());
-    sessions.apply(
-        &Scope::Workspace("acme".into()),
-        Cutoff {
+    sessions.apply(Record::Cutoff {
+        scope: Scope::Workspace("acme".into()),
+        cutoff: Cutoff {
             valid_after: 1_000_000_000,
             preserved: None,
             version: 1,
         },
-    );
+    });
     sessions
 }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use crate::store::{Cutoff, Scope, Store, StoreError};
+use crate::store::{Cutoff, Record, Scope, Store, StoreError};
 
 mod commit;
 mod cutoffs;
@@ -60,16 +60,17 @@ impl Sessions {
         self.cutoffs.get(scope)
     }
 
-    /// Installs a cutoff read from the store; versions keep newer ones already here.
-    pub fn apply(&self, scope: &Scope, cutoff: Cutoff) {
-        self.cutoffs.apply(scope, cutoff);
+    /// Installs a record of the store (committed here, published by another instance,
+    /// or read by a load); versions keep newer ones already here.
+    pub fn apply(&self, record: Record) {
+        match record {
+            Record::Cutoff { scope, cutoff } => self.cutoffs.apply(&scope, cutoff),
+        }
     }
 
-    /// Loads every stored cutoff (streaming), then opens the gate.
+    /// Loads every stored record (streaming), then opens the gate.
     pub async fn load(&self, store: &Store) -> Result<usize, StoreError> {
-        let count = store
-            .load_into(|scope, cutoff| self.apply(&scope, cutoff))
-            .await?;
+        let count = store.load_into(|record| self.apply(record)).await?;
         self.loaded(count);
         Ok(count)
     }

@@ -11,11 +11,11 @@ mod record;
 mod redis;
 
 pub use embedded::EmbeddedStore;
-pub use record::{Action, AuditRecord, Category, Cutoff, Preserved, Scope};
+pub use record::{Action, AuditRecord, Category, Change, Cutoff, Effect, Preserved, Record, Scope};
 pub use redis::{Published, RedisStore, Subscription};
 
-/// Cutoffs handed from a blocking load to the task applying them, per message: a load
-/// streams instead of collecting every cutoff first.
+/// Records handed from a blocking load to the task applying them, per message: a load
+/// streams instead of collecting every record first.
 const LOAD_BATCH: usize = 1024;
 
 /// The configured store.
@@ -27,19 +27,11 @@ pub enum Store {
     Redis(Box<RedisStore>),
 }
 
-/// A logout to commit: the proposed cutoff never lowers the stored one.
-#[derive(Debug, Clone)]
-pub struct Change {
-    pub scope: Scope,
-    pub valid_after: i64,
-    pub preserved: Option<Preserved>,
-}
-
 /// What a commit left in the store.
 #[derive(Debug, Clone)]
 pub struct Committed {
-    /// The cutoff now in force: the higher of the stored and the proposed.
-    pub cutoff: Cutoff,
+    /// One record per effect, in order: what memory applies and the fleet receives.
+    pub records: Vec<Record>,
     /// The audit record as stored.
     pub audit: AuditRecord,
     /// Gateways that received the change (shared stores only), this one included.
@@ -100,6 +92,15 @@ from_redb!(
     redb::CommitError
 );
 
+// === impl Committed ===
+
+impl Committed {
+    /// The first cutoff the change left, if it moved one.
+    pub fn cutoff(&self) -> Option<&Cutoff> {
+        Record::first_cutoff(&self.records)
+    }
+}
+
 // === impl StoreError ===
 
 impl StoreError {
@@ -146,10 +147,7 @@ impl Store {
 
     /// Hands every stored cutoff to `apply`, streaming (never all in memory at once);
     /// returns how many there were.
-    pub async fn load_into(
-        &self,
-        mut apply: impl FnMut(Scope, Cutoff),
-    ) -> Result<usize, StoreError> {
+    pub async fn load_into(&self, mut apply: impl FnMut(Record)) -> Result<usize, StoreError> {
         let store = match self {
             Self::Embedded(store) => store,
             Self::Redis(store) => return store.load_into(apply).await,
@@ -159,32 +157,21 @@ impl Store {
         let mut count = 0;
         while let Some(batch) = received.recv().await {
             count += batch.len();
-            batch
-                .into_iter()
-                .for_each(|(scope, cutoff)| apply(scope, cutoff));
+            batch.into_iter().for_each(&mut apply);
         }
         reader.await?;
         Ok(count)
     }
 
-    /// Commits a logout and its audit record atomically.
-    pub async fn commit(
-        &self,
-        change: Change,
-        audit: AuditRecord,
-    ) -> Result<Committed, StoreError> {
+    /// Commits every effect of `change` and its audit record atomically.
+    pub async fn commit(&self, change: Change) -> Result<Committed, StoreError> {
         match self {
             Self::Embedded(store) => {
-                let (cutoff, audit) = store
-                    .blocking(move |db| EmbeddedStore::commit(db, &change, audit))
-                    .await?;
-                Ok(Committed {
-                    cutoff,
-                    audit,
-                    notified: None,
-                })
+                store
+                    .blocking(move |db| EmbeddedStore::commit(db, change))
+                    .await
             }
-            Self::Redis(store) => store.commit(&change, &audit).await,
+            Self::Redis(store) => store.commit(&change).await,
         }
     }
 

@@ -54,13 +54,11 @@ pub(super) async fn handle(
         Scope::User { subject, .. } => caller.claims.user.as_ref() == Some(subject),
     };
     let now = clock::now();
-    let change = Change {
-        valid_after: now.floor() as i64 + 1 + state.config.sessions.invalidation_margin_secs,
-        preserved: preserve.then(|| preserved(caller)),
-        scope,
-    };
-    let record = audit_record(action, &change.scope, caller, body, origin, now);
-    let committed = state.sessions.commit(&state.store, change, record).await?;
+    let valid_after = now.floor() as i64 + 1 + state.config.sessions.invalidation_margin_secs;
+    let record = audit_record(action, &scope, caller, body, origin, now);
+    let preserved = preserve.then(|| preserved(caller));
+    let change = Change::cutoff(scope, valid_after, preserved, record);
+    let committed = state.sessions.commit(&state.store, change).await?;
     Ok(answer(committed))
 }
 
@@ -132,32 +130,28 @@ fn audit_record(
         reason: body.reason,
         client_ip: origin.client_ip,
         user_agent: origin.user_agent,
-        sessions_valid_after: 0,
+        sessions_valid_after: None,
     }
 }
 
 /// The 200 body of SPEC section 2.
 fn answer(committed: Committed) -> Response<Body> {
-    let Committed {
-        cutoff,
-        audit,
-        notified,
-    } = committed;
+    let cutoff = committed.cutoff();
     let preserved = cutoff
-        .preserved
-        .as_ref()
+        .and_then(|c| c.preserved.as_ref())
         .map(|p| session_id_prefix(&p.session_id));
+    let audit = &committed.audit;
     let mut answer = json!({
         "workspace": audit.workspace,
-        "sessions_valid_after": cutoff.valid_after,
+        "sessions_valid_after": cutoff.map(|c| c.valid_after),
         "invalidated_at": audit.at,
         "preserved_session": preserved,
         "audit_id": audit.id,
     });
-    if let Some(subject) = audit.subject {
+    if let Some(subject) = &audit.subject {
         answer["subject"] = json!(subject);
     }
-    if let Some(notified) = notified {
+    if let Some(notified) = committed.notified {
         answer["instances_notified"] = json!(notified);
     }
     web::json(StatusCode::OK, &answer)

@@ -8,20 +8,19 @@ use super::Sessions;
 // === impl Sessions ===
 
 impl Sessions {
-    /// Commits `change` and `audit` atomically, then enforces the result here at once
-    /// (other instances learn it from the store). Nothing changes when the store fails.
-    pub async fn commit(
-        &self,
-        store: &Store,
-        change: Change,
-        audit: AuditRecord,
-    ) -> Result<Committed, StoreError> {
-        let scope = change.scope.clone();
-        let action = audit.action;
-        let committed = store.commit(change, audit).await.inspect_err(|error| {
+    /// Commits `change` (its effects and audit record, atomically), then enforces the
+    /// result here at once (other instances learn it from the store). Nothing changes
+    /// when the store fails.
+    pub async fn commit(&self, store: &Store, change: Change) -> Result<Committed, StoreError> {
+        let action = change.audit.action;
+        let committed = store.commit(change).await.inspect_err(|error| {
             tracing::error!(%error, action = action.as_str(), "change not committed");
         })?;
-        self.apply(&scope, committed.cutoff.clone());
+        committed
+            .records
+            .iter()
+            .cloned()
+            .for_each(|record| self.apply(record));
         self.metrics.committed(action);
         log_audit(&committed.audit);
         Ok(committed)

@@ -106,9 +106,7 @@ async fn finish<F: Future + Unpin>(running: &mut Option<F>) -> F::Output {
 /// Loads every cutoff into memory; versions keep newer ones already there.
 async fn resync(sessions: &Sessions, store: &RedisStore) -> Result<usize, StoreError> {
     let started = std::time::Instant::now();
-    let count = store
-        .load_into(|scope, cutoff| sessions.apply(&scope, cutoff))
-        .await?;
+    let count = store.load_into(|record| sessions.apply(record)).await?;
     store.mark_synced();
     sessions.metrics.store_resyncs.inc();
     tracing::debug!(
@@ -123,10 +121,10 @@ async fn resync(sessions: &Sessions, store: &RedisStore) -> Result<usize, StoreE
 /// out-of-order deliveries harmless.
 fn apply(sessions: &Sessions, payload: &[u8]) {
     match Published::decode(payload) {
-        Ok(published) => {
-            let (scope, cutoff) = published.into_parts();
-            sessions.apply(&scope, cutoff);
-        }
+        Ok(published) => published
+            .into_records()
+            .into_iter()
+            .for_each(|record| sessions.apply(record)),
         // Not ours to fail on: the periodic resync reads the stored cutoffs anyway.
         Err(error) => tracing::warn!(%error, "ignoring an unreadable change message"),
     }

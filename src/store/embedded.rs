@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::mpsc::Sender;
 
-use super::{AuditRecord, Change, Cutoff, Scope, StoreError};
+use super::{AuditRecord, Change, Committed, Cutoff, Effect, Record, Scope, StoreError};
 
 const WORKSPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("workspace_cutoffs");
 const USERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("user_cutoffs");
@@ -133,14 +133,15 @@ impl EmbeddedStore {
     pub(super) fn load(
         db: &Database,
         batch: usize,
-        batches: &Sender<Vec<(Scope, Cutoff)>>,
+        batches: &Sender<Vec<Record>>,
     ) -> Result<(), StoreError> {
         let txn = db.begin_read()?;
         let workspaces = txn.open_table(WORKSPACES)?;
         let workspaces = workspaces.iter()?.map(|entry| -> Result<_, StoreError> {
             let (key, value) = entry?;
             let scope = Scope::Workspace(key.value().to_string());
-            Ok((scope, serde_json::from_slice(value.value())?))
+            let cutoff = serde_json::from_slice(value.value())?;
+            Ok(Record::Cutoff { scope, cutoff })
         });
         let users = txn.open_table(USERS)?;
         let users = users.iter()?.map(|entry| -> Result<_, StoreError> {
@@ -150,7 +151,8 @@ impl EmbeddedStore {
                 workspace: workspace.to_string(),
                 subject: subject.to_string(),
             };
-            Ok((scope, serde_json::from_slice(value.value())?))
+            let cutoff = serde_json::from_slice(value.value())?;
+            Ok(Record::Cutoff { scope, cutoff })
         });
         let mut pending = Vec::with_capacity(batch);
         for cutoff in workspaces.chain(users) {
@@ -168,28 +170,23 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    /// One write transaction: read the current cutoff, keep the higher one, bump the
-    /// version, append the audit record. redb serialises writers, so two logouts at once
-    /// cannot both read the same old value.
-    pub(super) fn commit(
-        db: &Database,
-        change: &Change,
-        mut audit: AuditRecord,
-    ) -> Result<(Cutoff, AuditRecord), StoreError> {
+    /// One write transaction: every effect, then the audit record. redb serialises
+    /// writers, so two changes at once cannot both read the same old value.
+    pub(super) fn commit(db: &Database, change: Change) -> Result<Committed, StoreError> {
+        let Change { effects, mut audit } = change;
         let txn = db.begin_write()?;
-        let current = read_cutoff(&txn, &change.scope)?;
-        let cutoff = Cutoff {
-            valid_after: current.as_ref().map_or(change.valid_after, |c| {
-                c.valid_after.max(change.valid_after)
-            }),
-            preserved: change.preserved.clone(),
-            version: current.map_or(1, |c| c.version + 1),
-        };
-        write_cutoff(&txn, &change.scope, &cutoff)?;
-        audit.sessions_valid_after = cutoff.valid_after;
+        let records = effects
+            .into_iter()
+            .map(|effect| apply(&txn, effect))
+            .collect::<Result<Vec<_>, _>>()?;
+        audit.sessions_valid_after = Record::first_cutoff(&records).map(|c| c.valid_after);
         append_audit(&txn, &audit)?;
         txn.commit()?;
-        Ok((cutoff, audit))
+        Ok(Committed {
+            records,
+            audit,
+            notified: None,
+        })
     }
 
     pub(super) fn audit(
@@ -226,6 +223,28 @@ fn with_tables(db: Database) -> Result<Database, StoreError> {
     txn.open_table(META)?;
     txn.commit()?;
     Ok(db)
+}
+
+/// One effect inside the write transaction, and the record it leaves.
+fn apply(txn: &WriteTransaction, effect: Effect) -> Result<Record, StoreError> {
+    match effect {
+        Effect::Cutoff {
+            scope,
+            valid_after,
+            preserved,
+        } => {
+            let current = read_cutoff(txn, &scope)?;
+            let cutoff = Cutoff {
+                valid_after: current
+                    .as_ref()
+                    .map_or(valid_after, |c| c.valid_after.max(valid_after)),
+                preserved,
+                version: current.map_or(1, |c| c.version + 1),
+            };
+            write_cutoff(txn, &scope, &cutoff)?;
+            Ok(Record::Cutoff { scope, cutoff })
+        }
+    }
 }
 
 fn read_cutoff(txn: &WriteTransaction, scope: &Scope) -> Result<Option<Cutoff>, StoreError> {

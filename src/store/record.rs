@@ -1,14 +1,53 @@
-//! What the store keeps: cutoffs with their preserved sessions, and audit records.
+//! What the store keeps: cutoffs with their preserved sessions, and audit records; and
+//! the vocabulary of changing them (`Change` of `Effect`s in, `Record`s out).
 //!
 //! These are the durable facts; `crate::sessions` holds them in memory and enforces them.
 
 use serde::{Deserialize, Serialize};
 
 /// What a cutoff applies to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "ScopeKey", into = "ScopeKey")]
 pub enum Scope {
     Workspace(String),
     User { workspace: String, subject: String },
+}
+
+/// A scope as it travels in records: `{"workspace": ..., "subject": ...}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ScopeKey {
+    workspace: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    subject: Option<String>,
+}
+
+/// One change to commit: every effect and the audit record together, or nothing.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub effects: Vec<Effect>,
+    /// Written in the same transaction; its `sessions_valid_after` is filled in from the
+    /// first cutoff the change leaves.
+    pub audit: AuditRecord,
+}
+
+/// One thing a change does to the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Effect {
+    /// Moves a cutoff up (never down) and replaces its preserved session.
+    Cutoff {
+        scope: Scope,
+        valid_after: i64,
+        preserved: Option<Preserved>,
+    },
+}
+
+/// What a change left in the store: applied to memory here, published to the fleet, and
+/// read back by every (re)load. Versions make applying one twice, or late, harmless.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    Cutoff { scope: Scope, cutoff: Cutoff },
 }
 
 /// A sessions-valid-after cutoff and the one session it spares.
@@ -47,8 +86,9 @@ pub struct AuditRecord {
     pub reason: Option<String>,
     pub client_ip: String,
     pub user_agent: Option<String>,
-    /// The cutoff after this action, as committed.
-    pub sessions_valid_after: i64,
+    /// The cutoff after this action, as committed (`None` for actions that move none).
+    #[serde(default)]
+    pub sessions_valid_after: Option<i64>,
 }
 
 /// What kind of logout.
@@ -73,11 +113,76 @@ pub enum Category {
 
 // === impl Scope ===
 
+impl From<ScopeKey> for Scope {
+    fn from(key: ScopeKey) -> Self {
+        match key.subject {
+            None => Self::Workspace(key.workspace),
+            Some(subject) => Self::User {
+                workspace: key.workspace,
+                subject,
+            },
+        }
+    }
+}
+
+impl From<Scope> for ScopeKey {
+    fn from(scope: Scope) -> Self {
+        match scope {
+            Scope::Workspace(workspace) => Self {
+                workspace,
+                subject: None,
+            },
+            Scope::User { workspace, subject } => Self {
+                workspace,
+                subject: Some(subject),
+            },
+        }
+    }
+}
+
 impl Scope {
     /// The workspace the cutoff belongs to.
     pub fn workspace(&self) -> &str {
         match self {
             Self::Workspace(workspace) | Self::User { workspace, .. } => workspace,
+        }
+    }
+}
+
+// === impl Change ===
+
+impl Change {
+    /// A change that moves one cutoff.
+    pub fn cutoff(
+        scope: Scope,
+        valid_after: i64,
+        preserved: Option<Preserved>,
+        audit: AuditRecord,
+    ) -> Self {
+        let cutoff = Effect::Cutoff {
+            scope,
+            valid_after,
+            preserved,
+        };
+        Self {
+            effects: vec![cutoff],
+            audit,
+        }
+    }
+}
+
+// === impl Record ===
+
+impl Record {
+    /// The first cutoff among `records`: the one an audit record reports.
+    pub fn first_cutoff(records: &[Record]) -> Option<&Cutoff> {
+        records.iter().find_map(Record::as_cutoff)
+    }
+
+    /// The cutoff, when this record is one.
+    pub fn as_cutoff(&self) -> Option<&Cutoff> {
+        match self {
+            Record::Cutoff { cutoff, .. } => Some(cutoff),
         }
     }
 }

@@ -6,14 +6,16 @@
 //! P workspaces        hash   workspace -> cutoff JSON
 //! P users             hash   ["workspace","subject"] -> cutoff JSON
 //! P audit:<workspace> list   audit record JSON, newest first
-//! P changes           pub/sub channel: {"scope": ..., "cutoff": ...} after every commit
+//! P changes           pub/sub channel: the records of every commit, as a JSON array
 //! ```
 //!
-//! Every commit is one Lua script, so the compare (keep the higher cutoff), the write, the
-//! audit record and the publish happen atomically on the server: two gateways logging a
-//! workspace out at once cannot move its cutoff backwards. The connections themselves are
-//! owned by the fleet task (`crate::sessions::keep_in_sync`), which connects, resyncs and watches them; this
-//! type only uses the command connection it was handed.
+//! Every commit is one Lua script, so the compares (keep the higher cutoff), the writes,
+//! the audit record and the publish happen atomically on the server: two gateways logging
+//! a workspace out at once cannot move its cutoff backwards. The key layout is this
+//! file's alone: the script is handed each effect with its key and field. The connections
+//! themselves are owned by the sync task (`crate::sessions::keep_in_sync`), which
+//! connects, resyncs and watches them; this type only uses the command connection it was
+//! handed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -21,9 +23,9 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::{AsyncConnectionConfig, Client};
-use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-use super::{AuditRecord, Change, Committed, Cutoff, Scope, StoreError};
+use super::{AuditRecord, Change, Committed, Effect, Record, Scope, StoreError};
 use crate::config::RedisConfig;
 
 /// Connecting (TCP, TLS, AUTH) may take this long before the attempt counts as failed.
@@ -34,32 +36,47 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 const SCAN_PAGE: usize = 5000;
 
 /// Atomic and monotonic on the server. Versions come from the server clock (microseconds,
-/// and always above the previous version), so a cutoff written after Redis lost its data
-/// still outranks every older copy the instances hold in memory.
+/// and always above the previous version), so a record written after Redis lost its data
+/// still outranks every older copy the instances hold in memory. Numbers are formatted
+/// with `%d` (cjson would round a 16-digit version) and JSON built by Rust is passed
+/// through as text.
 ///
-/// KEYS: cutoff hash, audit list. ARGV: field, proposed valid_after, preserved JSON,
-/// audit record JSON, channel, scope JSON.
+/// ARGV: the effects (JSON array, each with its `key` and `field`), the audit record JSON,
+/// the audit list key, the channel.
 const COMMIT_SCRIPT: &str = r#"
-local valid_after = tonumber(ARGV[2])
-local version = 0
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current then
-  local stored = cjson.decode(current)
-  valid_after = math.max(valid_after, stored.valid_after)
-  version = stored.version
+local time = redis.call('TIME')
+local clock = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local first_cutoff = nil
+local apply = {}
+
+function apply.cutoff(effect)
+  local valid_after = effect.valid_after
+  local version = 0
+  local current = redis.call('HGET', effect.key, effect.field)
+  if current then
+    local stored = cjson.decode(current)
+    valid_after = math.max(valid_after, stored.valid_after)
+    version = stored.version
+  end
+  version = math.max(version + 1, clock)
+  local cutoff = string.format('{"valid_after":%d,"preserved":%s,"version":%d}',
+    valid_after, effect.preserved, version)
+  redis.call('HSET', effect.key, effect.field, cutoff)
+  first_cutoff = first_cutoff or valid_after
+  return string.format('{"kind":"cutoff","scope":%s,"cutoff":%s}', effect.scope, cutoff)
 end
-local now = redis.call('TIME')
-version = math.max(version + 1, tonumber(now[1]) * 1000000 + tonumber(now[2]))
-local cutoff = string.format('{"valid_after":%d,"preserved":%s,"version":%d}',
-  valid_after, ARGV[3], version)
-redis.call('HSET', KEYS[1], ARGV[1], cutoff)
-local audit = cjson.decode(ARGV[4])
-audit.sessions_valid_after = valid_after
+
+local records = {}
+for i, effect in ipairs(cjson.decode(ARGV[1])) do
+  records[i] = apply[effect.kind](effect)
+end
+local audit = cjson.decode(ARGV[2])
+audit.sessions_valid_after = first_cutoff
 local record = cjson.encode(audit)
-redis.call('LPUSH', KEYS[2], record)
-local receivers = redis.call('PUBLISH', ARGV[5],
-  string.format('{"scope":%s,"cutoff":%s}', ARGV[6], cutoff))
-return {cutoff, record, receivers}
+redis.call('LPUSH', ARGV[3], record)
+local message = '[' .. table.concat(records, ',') .. ']'
+local receivers = redis.call('PUBLISH', ARGV[4], message)
+return {message, record, receivers}
 "#;
 
 /// The Redis client, its key names, and the link state the fleet task maintains.
@@ -100,20 +117,9 @@ pub struct Subscription {
     pub messages: PubSubStream,
 }
 
-/// One published change, as the commit script writes it.
-#[derive(Debug, Deserialize)]
-pub struct Published {
-    scope: ScopeKey,
-    cutoff: Cutoff,
-}
-
-/// A scope as it travels in a change message.
-#[derive(Debug, Serialize, Deserialize)]
-struct ScopeKey {
-    workspace: String,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    subject: Option<String>,
-}
+/// One published change: the records of a commit, as the commit script writes them.
+#[derive(Debug)]
+pub struct Published(Vec<Record>);
 
 // === impl RedisStore ===
 
@@ -212,11 +218,8 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Reads every cutoff page by page, handing each to `apply`; returns how many.
-    pub async fn load_into(
-        &self,
-        mut apply: impl FnMut(Scope, Cutoff),
-    ) -> Result<usize, StoreError> {
+    /// Reads every record page by page, handing each to `apply`; returns how many.
+    pub async fn load_into(&self, mut apply: impl FnMut(Record)) -> Result<usize, StoreError> {
         let mut conn = self.command_connection()?;
         let mut count = 0;
         for hash in [&self.keys.workspaces, &self.keys.users] {
@@ -231,7 +234,8 @@ impl RedisStore {
                     .await?;
                 for (field, value) in page {
                     let scope = self.keys.scope(hash, &field)?;
-                    apply(scope, serde_json::from_str(&value)?);
+                    let cutoff = serde_json::from_str(&value)?;
+                    apply(Record::Cutoff { scope, cutoff });
                     count += 1;
                 }
                 if next == 0 {
@@ -244,27 +248,24 @@ impl RedisStore {
     }
 
     /// Runs the commit script: compare, write, audit and publish in one step on the server.
-    pub(super) async fn commit(
-        &self,
-        change: &Change,
-        audit: &AuditRecord,
-    ) -> Result<Committed, StoreError> {
+    pub(super) async fn commit(&self, change: &Change) -> Result<Committed, StoreError> {
         let mut conn = self.command_connection()?;
-        let (hash, field) = self.keys.cutoff_field(&change.scope)?;
-        let (cutoff, record, receivers): (String, String, u64) = self
+        let effects = change
+            .effects
+            .iter()
+            .map(|effect| self.keys.wire(effect))
+            .collect::<Result<Vec<_>, _>>()?;
+        let audit = &change.audit;
+        let (message, record, receivers): (String, String, u64) = self
             .script
-            .key(hash)
-            .key(self.keys.audit(&audit.workspace))
-            .arg(field)
-            .arg(change.valid_after)
-            .arg(serde_json::to_string(&change.preserved)?)
+            .arg(serde_json::to_string(&effects)?)
             .arg(serde_json::to_string(audit)?)
+            .arg(self.keys.audit(&audit.workspace))
             .arg(&self.keys.channel)
-            .arg(serde_json::to_string(&ScopeKey::from(&change.scope))?)
             .invoke_async(&mut conn)
             .await?;
         Ok(Committed {
-            cutoff: serde_json::from_str(&cutoff)?,
+            records: Published::decode(message.as_bytes())?.0,
             audit: serde_json::from_str(&record)?,
             notified: Some(receivers),
         })
@@ -339,6 +340,28 @@ impl Keys {
         })
     }
 
+    /// An effect as the commit script takes it: its kind, key and field, and the JSON it
+    /// writes passed as text.
+    fn wire(&self, effect: &Effect) -> Result<serde_json::Value, StoreError> {
+        match effect {
+            Effect::Cutoff {
+                scope,
+                valid_after,
+                preserved,
+            } => {
+                let (key, field) = self.cutoff_field(scope)?;
+                Ok(json!({
+                    "kind": "cutoff",
+                    "key": key,
+                    "field": field,
+                    "scope": serde_json::to_string(scope)?,
+                    "valid_after": valid_after,
+                    "preserved": serde_json::to_string(preserved)?,
+                }))
+            }
+        }
+    }
+
     /// The inverse of `cutoff_field`.
     fn scope(&self, hash: &str, field: &str) -> Result<Scope, StoreError> {
         if hash == self.workspaces {
@@ -379,36 +402,12 @@ impl Health {
 impl Published {
     /// Decodes a message of the change channel.
     pub fn decode(payload: &[u8]) -> Result<Self, StoreError> {
-        Ok(serde_json::from_slice(payload)?)
+        Ok(Self(serde_json::from_slice(payload)?))
     }
 
-    /// The scope and its new cutoff.
-    pub fn into_parts(self) -> (Scope, Cutoff) {
-        let scope = match self.scope.subject {
-            None => Scope::Workspace(self.scope.workspace),
-            Some(subject) => Scope::User {
-                workspace: self.scope.workspace,
-                subject,
-            },
-        };
-        (scope, self.cutoff)
-    }
-}
-
-// === impl ScopeKey ===
-
-impl From<&Scope> for ScopeKey {
-    fn from(scope: &Scope) -> Self {
-        match scope {
-            Scope::Workspace(workspace) => Self {
-                workspace: workspace.clone(),
-                subject: None,
-            },
-            Scope::User { workspace, subject } => Self {
-                workspace: workspace.clone(),
-                subject: Some(subject.clone()),
-            },
-        }
+    /// The records of the commit, in order.
+    pub fn into_records(self) -> Vec<Record> {
+        self.0
     }
 }
 
@@ -433,11 +432,14 @@ mod tests {
     }
 
     #[test]
-    fn published_changes_decode_to_scope_and_cutoff() {
-        let payload = br#"{"scope":{"workspace":"acme","subject":"bob"},"cutoff":{"valid_after":1795916001,"preserved":null,"version":1795916000123456}}"#;
-        let (scope, cutoff) = Published::decode(payload).unwrap().into_parts();
+    fn published_changes_decode_to_their_records() {
+        let payload = br#"[{"kind":"cutoff","scope":{"workspace":"acme","subject":"bob"},"cutoff":{"valid_after":1795916001,"preserved":null,"version":1795916000123456}}]"#;
+        let records = Published::decode(payload).unwrap().into_records();
+        let [Record::Cutoff { scope, cutoff }] = records.as_slice() else {
+            panic!("one cutoff record expected: {records:?}");
+        };
         assert_eq!(
-            scope,
+            *scope,
             Scope::User {
                 workspace: "acme".into(),
                 subject: "bob".into()
