@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Load benchmark: wrk against an nginx `return 200` upstream directly, through HAProxy (a
-# plain reverse proxy, no auth: the reference), and through sessiongate verifying HS256,
-# RS256 and ES256 tokens with the verified-token cache warm and off (every request pays
-# the full signature check). Scenarios are interleaved and repeated; medians are printed.
+# Load benchmark: wrk against an nginx `return 200` upstream directly, through HAProxy as
+# a plain reverse proxy (no auth: the reference for the cache-warm rows), through HAProxy
+# with its own JWT check (signature, exp, iss, aud and a workspace cutoff map: the
+# reference for the cache-off rows), and through sessiongate verifying HS256, RS256 and
+# ES256 tokens with the verified-token cache warm and off (every request pays the full
+# signature check). Both proxies enforce the same policy: issuer, audience, expiry and a
+# cutoff on the benchmark workspace. Scenarios are interleaved and repeated; medians are
+# printed, with each proxy's CPU per request summed over all its threads.
 #
 #   bash benches/load.sh                 # ROUNDS=3 DURATION=10s CONNS=64
 #   ROUNDS=1 DURATION=5s bash benches/load.sh
@@ -18,7 +22,8 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 LOAD_CPU=${LOAD_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
-UPSTREAM_PORT=18080 HAPROXY_PORT=18081 WARM_PORT=18082 COLD_PORT=18083
+UPSTREAM_PORT=18080 HAPROXY_PORT=18081 WARM_PORT=18082 COLD_PORT=18083 HAPROXY_JWT_PORT=18084
+ISSUER=https://idp.bench.test AUDIENCE=sessiongate-bench
 
 need() {
   command -v "$1" >/dev/null && return
@@ -73,9 +78,49 @@ backend be
 EOF
 taskset -c "$SERVER_CPU" haproxy -f "$work/haproxy.cfg" -db &
 pids+=($!)
+echo $! >"$work/haproxy.pid"
+
+# --- the same JWT policy in HAProxy (2.5+ converters), one thread ---------------------
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/secret"
+# An old cutoff for the benchmark workspace: the lookup and compare run on every request.
+echo "acme 1000000000" >"$work/cutoffs.map"
+cat >"$work/haproxy-jwt.cfg" <<EOF
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:$HAPROXY_JWT_PORT
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
+  http-request deny deny_status 401 unless { var(txn.alg) -m str HS256 RS256 ES256 }
+  http-request set-var(txn.ok) var(txn.bearer),jwt_verify(txn.alg,"$(cat "$work/secret")") if { var(txn.alg) -m str HS256 }
+  http-request set-var(txn.ok) var(txn.bearer),jwt_verify(txn.alg,"$PWD/tests/fixtures/rsa.pub.pem") if { var(txn.alg) -m str RS256 }
+  http-request set-var(txn.ok) var(txn.bearer),jwt_verify(txn.alg,"$PWD/tests/fixtures/ec256.pub.pem") if { var(txn.alg) -m str ES256 }
+  http-request deny deny_status 401 unless { var(txn.ok) -m int 1 }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_payload_query('\$.iss') -m str $ISSUER }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_payload_query('\$.aud') -m str $AUDIENCE }
+  http-request set-var(txn.now) date()
+  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+  http-request deny deny_status 401 if { var(txn.exp),sub(txn.now) -m int le 0 }
+  http-request set-var(txn.ws) var(txn.bearer),jwt_payload_query('\$.workspace_id')
+  http-request set-var(txn.cutoff) var(txn.ws),map($work/cutoffs.map,0)
+  http-request set-var(txn.iat) var(txn.bearer),jwt_payload_query('\$.iat','int')
+  http-request deny deny_status 401 if { var(txn.iat),sub(txn.cutoff) -m int lt 0 }
+  default_backend be
+backend be
+  http-reuse always
+  server up 127.0.0.1:$UPSTREAM_PORT
+EOF
+taskset -c "$SERVER_CPU" haproxy -f "$work/haproxy-jwt.cfg" -db &
+pids+=($!)
+echo $! >"$work/haproxy-jwt.pid"
 
 # --- sessiongate: cache warm on one port, cache off on another -------------------------
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/secret"
 gateway() { # port cache_entries
   cat >"$work/gw-$1.toml" <<EOF
 upstream.url = "http://127.0.0.1:$UPSTREAM_PORT"
@@ -84,6 +129,8 @@ ops.listen = ""
 store.path = "$work/store-$1.redb"
 log.level = "warn"
 jwt.algorithms = ["HS256", "RS256", "ES256"]
+jwt.issuer = "$ISSUER"
+jwt.audience = ["$AUDIENCE"]
 jwt.verify_cache_entries = $2
 [[jwt.keys]]
 hmac_secret_file = "$work/secret"
@@ -98,12 +145,20 @@ EOF
 }
 gateway "$WARM_PORT" 100000
 gateway "$COLD_PORT" 0
-target/release/examples/bench_tokens "$work/secret" >"$work/tokens"
 token() { awk -v alg="$1" '$1 == alg { print $2 }' "$work/tokens"; }
 
-for port in $UPSTREAM_PORT $HAPROXY_PORT $WARM_PORT $COLD_PORT; do
+for port in $UPSTREAM_PORT $HAPROXY_PORT $HAPROXY_JWT_PORT $WARM_PORT $COLD_PORT; do
   for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 done
+# A cutoff on the benchmark workspace in both gateways (as in HAProxy's map), then tokens
+# issued after it.
+target/release/examples/bench_tokens "$work/secret" >"$work/tokens"
+for port in $WARM_PORT $COLD_PORT; do
+  curl -sf -o /dev/null -X POST -H "Authorization: Bearer $(token ADMIN)" \
+    "http://127.0.0.1:$port/_sessiongate/v1/workspaces/acme/logout-all"
+done
+sleep 2
+target/release/examples/bench_tokens "$work/secret" >"$work/tokens"
 
 # --- runs ------------------------------------------------------------------------------
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
@@ -112,14 +167,16 @@ to_ms() { # wrk latency like 1.23ms / 456.78us / 1.01s
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
 }
 
-scenarios=(direct haproxy HS256-warm RS256-warm ES256-warm HS256-cold RS256-cold ES256-cold)
+scenarios=(direct haproxy HS256-warm RS256-warm ES256-warm
+  HS256-haproxy-jwt RS256-haproxy-jwt ES256-haproxy-jwt HS256-cold RS256-cold ES256-cold)
 results="$work/results"
 : >"$results"
 run() { # scenario
   local name=$1 port pid="" header=()
   case $name in
     direct) port=$UPSTREAM_PORT ;;
-    haproxy) port=$HAPROXY_PORT; pid=$(pgrep -n haproxy) ;;
+    haproxy) port=$HAPROXY_PORT; pid=$(cat "$work/haproxy.pid") ;;
+    *-haproxy-jwt) port=$HAPROXY_JWT_PORT; pid=$(cat "$work/haproxy-jwt.pid") ;;
     *-warm) port=$WARM_PORT; pid=$(cat "$work/gw-$WARM_PORT.pid") ;;
     *-cold) port=$COLD_PORT; pid=$(cat "$work/gw-$COLD_PORT.pid") ;;
   esac
@@ -156,11 +213,22 @@ done
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 col() { awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$results" | median; }
 direct=$(col direct 2)
-printf '\n%-12s %12s %9s %9s %9s %14s\n' scenario req/s ratio p50_ms p99_ms cpu_us/req
+haproxy=$(col haproxy 2)
+# The baseline of each row: HAProxy plain for the cache-warm rows (and HAProxy itself),
+# HAProxy with the same algorithm's JWT check for the cache-off rows.
+baseline() {
+  case $1 in
+    *-cold) col "${1%%-*}-haproxy-jwt" 2 ;;
+    *) echo "$haproxy" ;;
+  esac
+}
+printf '\n%-18s %10s %9s %12s %9s %9s %11s\n' scenario req/s vs_direct vs_baseline p50_ms p99_ms cpu_us/req
 for name in "${scenarios[@]}"; do
   rps=$(col "$name" 2)
   cpu=$( [ "$name" = direct ] && echo "-" || col "$name" 5)
-  printf '%-12s %12.0f %9.2f %9.3f %9.3f %14s\n' "$name" "$rps" "$(awk -v a="$rps" -v b="$direct" 'BEGIN { print a / b }')" \
+  printf '%-18s %10.0f %9.2f %12.2f %9.3f %9.3f %11s\n' "$name" "$rps" \
+    "$(awk -v a="$rps" -v b="$direct" 'BEGIN { print a / b }')" \
+    "$(awk -v a="$rps" -v b="$(baseline "$name")" 'BEGIN { print a / b }')" \
     "$(col "$name" 3)" "$(col "$name" 4)" "$cpu"
 done
 for port in $WARM_PORT $COLD_PORT; do

@@ -1,6 +1,8 @@
 //! Mints one long-lived token per algorithm for the load benchmark (benches/load.sh):
 //! HS256 with the secret in the file named by the first argument, RS256 and ES256 with the
-//! test fixture keys. Prints `ALG TOKEN` lines. Tokens for benchmarks only.
+//! test fixture keys, plus an HS256 `ADMIN` token (to set the benchmark workspace's
+//! cutoff). Every token carries the `iss` and `aud` the benchmark's configs require.
+//! Prints `ALG TOKEN` lines. Tokens for benchmarks only.
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
@@ -18,7 +20,8 @@ fn main() {
         .expect("fixture keys exist")
     };
     let now = sessiongate::clock::now() as i64;
-    let claims = json!({"sub": "bench", "workspace_id": "acme", "iat": now, "exp": now + 86_400, "jti": "bench"});
+    let claims = json!({"sub": "bench", "workspace_id": "acme", "iat": now, "exp": now + 86_400, "jti": "bench",
+        "iss": "https://idp.bench.test", "aud": "sessiongate-bench"});
     let keys = [
         (Algorithm::HS256, EncodingKey::from_secret(&secret)),
         (
@@ -36,4 +39,12 @@ fn main() {
                 .expect("signing");
         println!("{alg:?} {token}");
     }
+    let mut admin = claims;
+    admin["sub"] = json!("bench-admin");
+    admin["jti"] = json!("bench-admin");
+    admin["roles"] = json!(["admin"]);
+    let key = EncodingKey::from_secret(&secret).expect("an HMAC key");
+    let token =
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &admin, &key).expect("signing");
+    println!("ADMIN {token}");
 }
