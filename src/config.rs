@@ -11,11 +11,13 @@ use config::{Environment, File, FileFormat};
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 
+mod events;
 mod paths;
 pub mod raw;
 mod summary;
 mod validate;
 
+pub use events::{EventsConfig, WebhookConfig};
 pub use paths::{BadPath, PublicPaths, check_path, is_under};
 
 use validate::invalid;
@@ -48,6 +50,8 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
+    /// `[[events.webhooks]]`: where committed audit records are sent.
+    pub events: EventsConfig,
     /// Valid settings that have no effect (logged at start, printed by `check`).
     pub warnings: Vec<ConfigWarning>,
 }

@@ -50,6 +50,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod events;
 pub mod ops;
 pub mod proxy;
 pub mod sessions;
@@ -87,6 +88,8 @@ pub enum RunError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Upstream(#[from] proxy::UpstreamSetupError),
+    #[error(transparent)]
+    Webhook(#[from] events::WebhookError),
     #[error("cannot handle SIGHUP: {0}")]
     Signal(#[source] std::io::Error),
 }
@@ -109,10 +112,12 @@ pub async fn run(
         .map(tls::CertStore::load)
         .transpose()?;
     let upstream = proxy::Upstream::new(&config)?;
-    let store = store::Store::open(&config.store).await?;
+    let webhooks = events::load(&config.events)?;
+    let store = store::Store::open(&config.store, store::Outbox::new(&config.events)).await?;
     let mut registry = ops::registry();
     let state = Arc::new(AppState::new(config, keys, store, &mut registry));
     let proxy = Arc::new(proxy::Proxy::new(state.clone(), upstream, &mut registry));
+    let events = events::spawn(webhooks, &state, &mut registry);
     state.verifier.spawn_refreshers(state.shutdown.clone());
     let announce = Announce::new(&listeners);
     let registry = Arc::new(registry);
@@ -127,6 +132,7 @@ pub async fn run(
     load_store(&state).await?;
     tokio::spawn(announce.when_ready(state.clone()));
     proxy::serve(listeners.main, proxy, acceptor, shutdown).await;
+    events.stopped().await;
     if let Some(task) = ops_task {
         task.abort();
     }

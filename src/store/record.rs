@@ -202,6 +202,11 @@ impl Action {
     /// Every action, in declaration order.
     pub const ALL: [Action; 3] = [Self::LogoutAll, Self::UserLogout, Self::LogoutOthers];
 
+    /// The action whose wire name is `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|action| action.as_str() == name)
+    }
+
     /// The wire name, also used as a metrics label.
     pub fn as_str(self) -> &'static str {
         match self {
