@@ -1,16 +1,17 @@
-//! The events room's metrics, by endpoint: pending, delivered, retried, dropped.
+//! The events room's metrics, by endpoint: pending, in flight, delivered, retried, dropped.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::ops::registered;
 
 /// The families, registered once at start.
 pub(super) struct EventMetrics {
     pending: Family<EndpointLabels, Gauge>,
+    in_flight: Family<EndpointLabels, Gauge>,
     delivered: Family<EndpointLabels, Counter>,
     retried: Family<EndpointLabels, Counter>,
     dropped: Family<EndpointLabels, Counter>,
@@ -21,6 +22,8 @@ pub(super) struct EventMetrics {
 pub(super) struct EndpointMetrics {
     /// Undelivered events in the store (fleet-wide with a shared store).
     pub(super) pending: Gauge,
+    /// Attempts sent and not answered yet, by this instance.
+    pub(super) in_flight: Gauge,
     pub(super) delivered: Counter,
     /// Failed attempts that will be tried again.
     pub(super) retried: Counter,
@@ -38,27 +41,28 @@ struct EndpointLabels {
 
 impl EventMetrics {
     pub(super) fn register(registry: &mut Registry) -> Self {
-        let counter = |registry: &mut Registry, name: &str, help: &str| {
-            registered(registry, name, help, Family::default())
-        };
         Self {
-            pending: registered(
+            pending: family(
                 registry,
                 "events_pending",
                 "Events not yet delivered to the endpoint, in the store",
-                Family::default(),
             ),
-            delivered: counter(
+            in_flight: family(
+                registry,
+                "events_in_flight",
+                "Attempts this instance has sent to the endpoint and not seen answered",
+            ),
+            delivered: family(
                 registry,
                 "events_delivered",
                 "Events the endpoint answered 2xx",
             ),
-            retried: counter(
+            retried: family(
                 registry,
                 "events_retried",
                 "Failed attempts (non-2xx, timeout, no connection) to be retried",
             ),
-            dropped: counter(
+            dropped: family(
                 registry,
                 "events_dropped",
                 "Events given up: not delivered within retry_for_secs",
@@ -73,9 +77,18 @@ impl EventMetrics {
         };
         EndpointMetrics {
             pending: self.pending.get_or_create(&labels).clone(),
+            in_flight: self.in_flight.get_or_create(&labels).clone(),
             delivered: self.delivered.get_or_create(&labels).clone(),
             retried: self.retried.get_or_create(&labels).clone(),
             dropped: self.dropped.get_or_create(&labels).clone(),
         }
     }
+}
+
+/// A family by endpoint, registered under `sessiongate_<name>`.
+fn family<M>(registry: &mut Registry, name: &str, help: &str) -> Family<EndpointLabels, M>
+where
+    Family<EndpointLabels, M>: Metric + Default,
+{
+    registered(registry, name, help, Family::default())
 }

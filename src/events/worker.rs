@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use super::client::AttemptError;
 use super::metrics::EndpointMetrics;
 use super::webhook::Webhook;
+use crate::ops::GaugeGuard;
 use crate::state::AppState;
 use crate::store::{Delivery, StoreError};
 
@@ -30,7 +31,9 @@ const POLL: Duration = Duration::from_secs(1);
 const SLOTS: usize = 16;
 /// A claim outlives the attempt's timeout by this much, room for recording the outcome;
 /// only after it may another instance take the event over.
-const LEASE_MARGIN: Duration = Duration::from_secs(5);
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
+/// Until the store is first loaded (a shared one connected) there is nothing to ask.
+const LOAD_WAIT: Duration = Duration::from_millis(50);
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const LAST_RETRY: Duration = Duration::from_secs(600);
 
@@ -82,6 +85,9 @@ impl Worker {
     /// Runs until shutdown, then lets the attempts in flight finish (the caller bounds
     /// how long), so their outcome is recorded instead of sent again.
     pub(super) async fn run(self: Arc<Self>) {
+        while !self.state.sessions.is_loaded() && !self.state.shutdown.is_cancelled() {
+            tokio::time::sleep(LOAD_WAIT).await;
+        }
         let mut in_flight = JoinSet::new();
         let mut commits = self.state.sessions.subscribe_commits();
         let mut wait = Duration::ZERO;
@@ -126,7 +132,7 @@ impl Worker {
     /// One attempt and its outcome, recorded in the store.
     async fn deliver(&self, delivery: Delivery) {
         let result = match Event::read(&delivery.record) {
-            Ok(event) => match self.webhook.send(&event.id, &delivery.record).await {
+            Ok(event) => match self.attempt(&event, &delivery).await {
                 Ok(()) => {
                     self.metrics.delivered.inc();
                     self.state.store.finish_delivery(&delivery).await
@@ -142,6 +148,11 @@ impl Worker {
         if let Err(error) = result {
             tracing::warn!(endpoint = %self.webhook.endpoint, %error, "event outcome not recorded: it may be sent again");
         }
+    }
+
+    async fn attempt(&self, event: &Event, delivery: &Delivery) -> Result<(), AttemptError> {
+        let _in_flight = GaugeGuard::new(&self.metrics.in_flight);
+        self.webhook.send(&event.id, &delivery.record).await
     }
 
     /// A failed attempt: try again after the backoff, unless that is past `retry_for`.
