@@ -108,6 +108,12 @@ fn webhook_url(
     let Some(host) = url.host() else {
         return Err(invalid(key, "must name a host"));
     };
+    if url.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(invalid(
+            key,
+            "must not carry credentials (user:password@): they would not be sent; the signature authenticates each event",
+        ));
+    }
     if !https && !is_loopback(host) {
         let why = "http:// to a host that is not loopback: events and their signatures travel unencrypted; use https://";
         warnings.push(warning(key, why));
@@ -197,6 +203,10 @@ mod tests {
             (
                 "url = \"https://h/x\"\nsecret_env = \"H\"\nretries = 3",
                 "events.webhooks[0]",
+            ),
+            (
+                "url = \"https://u:p@h/x\"\nsecret_env = \"H\"",
+                "events.webhooks[0].url",
             ),
         ];
         for (entry, key) in cases {
