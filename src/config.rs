@@ -352,7 +352,8 @@ impl std::fmt::Debug for RedisUrl {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
+    /// The smallest valid configuration; the config room's other tests build on it.
+    pub(super) const MINIMAL: &str = r#"
         upstream.url = "http://127.0.0.1:3000"
         jwt.algorithms = ["HS256"]
         [[jwt.keys]]

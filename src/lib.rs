@@ -19,8 +19,11 @@
 //!                 Err(e) -> e.into_response()   (web/error: the only place an error becomes a response)
 //!                 one access-log event + metrics per request (proxy/access)
 //! admin           route -> authenticate -> authorize -> Sessions::commit -> 200
-//! sessions        commit: store (fsync | Redis script + PUBLISH) -> memory -> audit log line
+//! sessions        commit: store (fsync | Redis script + PUBLISH; the audit record queued in the
+//!                 outbox in the same transaction) -> memory -> audit log line
 //!                 keep_in_sync (redis): subscribe -> resync -> apply published changes
+//! events          per webhook: claim due outbox events (a lease, in a fleet) -> POST signed
+//!                 -> 2xx finish | retry 1 s .. 10 min | drop after retry_for_secs
 //! auth/keys/ring  (jwks_url) fetch at start -> refresh every refresh_secs -> publish a KeySet
 //! ```
 //!
@@ -29,6 +32,7 @@
 //! ```text
 //! main -> run (here), cli -> proxy -> admin -> state -> web -> auth -> sessions -> store -> config
 //!                              ops ---------/
+//!                              events ------/   (beside admin: run starts it, nothing calls into it)
 //! leaves every room may use: clock, tls, ops::GaugeGuard and the metrics registry
 //! ```
 //!

@@ -158,13 +158,7 @@ impl WebhookConfig {
 mod tests {
     use super::*;
     use crate::config::Config;
-
-    const MINIMAL: &str = r#"
-        upstream.url = "http://127.0.0.1:3000"
-        jwt.algorithms = ["HS256"]
-        [[jwt.keys]]
-        hmac_secret_env = "SECRET"
-    "#;
+    use crate::config::tests::MINIMAL;
 
     fn with_webhooks(entries: &str) -> Result<Config, ConfigError> {
         Config::from_toml(&format!("{MINIMAL}\n{entries}"), &[])

@@ -217,6 +217,28 @@ impl Action {
     }
 }
 
+#[cfg(test)]
+impl AuditRecord {
+    /// A record of `action` in `workspace` by ada, now, for the store's tests.
+    pub(crate) fn example(workspace: &str, action: Action) -> Self {
+        Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            at: crate::clock::rfc3339(crate::clock::now()),
+            workspace: workspace.into(),
+            action,
+            subject: None,
+            actor_subject: Some("ada".into()),
+            actor_session: "jti:x".into(),
+            category: None,
+            ticket: None,
+            reason: None,
+            client_ip: "127.0.0.1".into(),
+            user_agent: None,
+            sessions_valid_after: None,
+        }
+    }
+}
+
 // === impl Category ===
 
 impl Category {

@@ -231,22 +231,8 @@ mod tests {
     }
 
     async fn logout(store: &Store, workspace: &str, action: Action) -> String {
-        let id = uuid::Uuid::now_v7().to_string();
-        let audit = AuditRecord {
-            id: id.clone(),
-            at: crate::clock::rfc3339(crate::clock::now()),
-            workspace: workspace.into(),
-            action,
-            subject: None,
-            actor_subject: Some("ada".into()),
-            actor_session: "jti:x".into(),
-            category: None,
-            ticket: None,
-            reason: None,
-            client_ip: "127.0.0.1".into(),
-            user_agent: None,
-            sessions_valid_after: None,
-        };
+        let audit = AuditRecord::example(workspace, action);
+        let id = audit.id.clone();
         let scope = Scope::Workspace(workspace.into());
         store
             .commit(Change::cutoff(scope, 1, None, audit))

@@ -275,26 +275,12 @@ impl RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Action, Scope};
+    use crate::store::Action;
 
     #[test]
     fn outbox_routes_name_one_queue_per_workspace() {
         let keys = Keys::new("p:");
-        let audit = AuditRecord {
-            id: "a".into(),
-            at: "2026-01-01T00:00:00.000Z".into(),
-            workspace: Scope::Workspace("acme".into()).workspace().into(),
-            action: Action::LogoutAll,
-            subject: None,
-            actor_subject: None,
-            actor_session: "jti:x".into(),
-            category: None,
-            ticket: None,
-            reason: None,
-            client_ip: "127.0.0.1".into(),
-            user_agent: None,
-            sessions_valid_after: None,
-        };
+        let audit = AuditRecord::example("acme", Action::LogoutAll);
         let outbox: serde_json::Value =
             serde_json::from_str(&keys.outbox(&audit, &["w1".into()]).unwrap()).unwrap();
         assert_eq!(outbox["sequence"], "p:outbox:sequence");
