@@ -22,7 +22,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use support::{Gateway, GatewayBuilder, admin, gateway, redis_server, token, upstream};
+use support::{
+    Gateway, GatewayBuilder, admin, gateway, redis_server, set_file_size_limit, token, upstream,
+};
 use tokio::net::TcpListener;
 
 /// The secret the gateways sign with, and the receiver checks by default.
@@ -41,8 +43,10 @@ const TOLERANCE_SECS: u64 = 300;
 enum Reply {
     Ok,
     Status(u16),
-    /// Holds the request this long before answering 200.
+    /// Holds the request this long before answering 200 (longer than the sender waits).
     Hang(Duration),
+    /// Takes this long to answer 200 (shorter than the sender waits): a delivery.
+    Slow(Duration),
     /// 302 to `/followed` on the receiver itself: a request there means it was followed.
     Redirect,
 }
@@ -137,7 +141,7 @@ impl Receiver {
     fn delivered(&self) -> Vec<String> {
         self.attempts()
             .into_iter()
-            .filter(|a| a.verified && a.reply == Reply::Ok)
+            .filter(|a| a.verified && matches!(a.reply, Reply::Ok | Reply::Slow(_)))
             .map(|a| a.id)
             .collect()
     }
@@ -233,7 +237,7 @@ async fn answer(reply: Reply, addr: SocketAddr) -> Response<Full<Bytes>> {
     let status = match reply {
         Reply::Ok => StatusCode::OK,
         Reply::Status(code) => StatusCode::from_u16(code).unwrap(),
-        Reply::Hang(time) => {
+        Reply::Hang(time) | Reply::Slow(time) => {
             tokio::time::sleep(time).await;
             StatusCode::OK
         }
@@ -677,6 +681,53 @@ async fn a_backlog_survives_kill_9_and_is_delivered_after_the_restart() {
     until_metric(&gw, "events_pending", &receiver, 0.0).await;
 }
 
+#[tokio::test]
+async fn a_logout_the_store_refuses_sends_no_event() {
+    let receiver = Receiver::start(SECRET).await;
+    let upstream = upstream().await;
+    let builder = with_webhook(gateway(&upstream).ignoring_sigxfsz(), &receiver, "");
+    let gw = builder.start().await;
+    let ada = ada_token("acme");
+    let size = std::fs::metadata(gw.store_path()).unwrap().len();
+    set_file_size_limit(gw.pid(), &size.to_string());
+    let mut committed = Vec::new();
+    let mut refused = None;
+    for round in 0..2000 {
+        let reason = format!("round {round} {}", "x".repeat(900));
+        let rsp = gw
+            .post("/_sessiongate/v1/workspaces/acme/logout-all")
+            .bearer_auth(&ada)
+            .json(&serde_json::json!({ "reason": reason }))
+            .send()
+            .await
+            .unwrap();
+        if rsp.status() == 503 {
+            refused = Some(format!("round {round} "));
+            break;
+        }
+        assert_eq!(rsp.status(), 200, "round {round}");
+        committed.push(audit_id(rsp).await);
+    }
+    let refused = refused.expect("the store file never needed to grow");
+    assert!(!committed.is_empty(), "the first logout already failed");
+    set_file_size_limit(gw.pid(), "unlimited");
+    until("every committed event", Duration::from_secs(20), || {
+        let delivered = receiver.delivered();
+        committed.iter().all(|id| delivered.contains(id))
+    })
+    .await;
+    // The instances poll every second: a stray event would have shown by now.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for attempt in receiver.attempts() {
+        let reason = attempt.body["reason"].as_str().unwrap_or_default();
+        assert!(
+            !reason.starts_with(&refused),
+            "an event for the refused logout"
+        );
+        assert!(committed.contains(&attempt.id), "{}", attempt.id);
+    }
+}
+
 // ============================================================================
 // Configuration
 // ============================================================================
@@ -783,6 +834,8 @@ async fn a_fleet_delivers_each_event_once() {
         return;
     };
     let receiver = Receiver::start(SECRET).await;
+    // Slower than the poll period: the other instance looks while an attempt is open.
+    receiver.answer_by_default(Reply::Slow(Duration::from_millis(1200)));
     let upstream = upstream().await;
     let mut fleet = Vec::new();
     for _ in 0..2 {
@@ -801,7 +854,7 @@ async fn a_fleet_delivers_each_event_once() {
     for (workspace, instance) in plan {
         ids.push(logout_all(&fleet[instance], workspace).await);
     }
-    until("every event", Duration::from_secs(10), || {
+    until("every event", Duration::from_secs(15), || {
         receiver.delivered().len() >= ids.len()
     })
     .await;
