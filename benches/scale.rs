@@ -10,7 +10,7 @@ use std::time::Instant;
 use redb::{Database, TableDefinition};
 use sessiongate::config::StoreConfig;
 use sessiongate::sessions::{Session, Sessions};
-use sessiongate::store::{Cutoff, Preserved, Scope, Store};
+use sessiongate::store::{Cutoff, Outbox, Preserved, Scope, Store};
 
 // The embedded store's table layout (src/store/embedded.rs), written here in bulk: the
 // product only ever writes one logout per transaction.
@@ -97,11 +97,10 @@ fn cutoff(i: usize) -> Cutoff {
 }
 
 async fn load(path: &std::path::Path) -> Sessions {
-    let store = Store::open(&StoreConfig::Embedded {
+    let config = StoreConfig::Embedded {
         path: path.to_path_buf(),
-    })
-    .await
-    .unwrap();
+    };
+    let store = Store::open(&config, Outbox::default()).await.unwrap();
     let sessions = Sessions::new(&mut sessiongate::ops::registry());
     sessions.load(&store).await.unwrap();
     black_box(sessions.get(&Scope::Workspace("ws-1".into())));

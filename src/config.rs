@@ -11,11 +11,13 @@ use config::{Environment, File, FileFormat};
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 
+mod events;
 mod paths;
 pub mod raw;
 mod summary;
 mod validate;
 
+pub use events::{EventsConfig, WebhookConfig};
 pub use paths::{BadPath, PublicPaths, check_path, is_under};
 
 use validate::invalid;
@@ -48,6 +50,8 @@ pub struct Config {
     pub sessions: SessionsConfig,
     pub store: StoreConfig,
     pub log: LogConfig,
+    /// `[[events.webhooks]]`: where committed audit records are sent.
+    pub events: EventsConfig,
     /// Valid settings that have no effect (logged at start, printed by `check`).
     pub warnings: Vec<ConfigWarning>,
 }
@@ -348,7 +352,8 @@ impl std::fmt::Debug for RedisUrl {
 mod tests {
     use super::*;
 
-    const MINIMAL: &str = r#"
+    /// The smallest valid configuration; the config room's other tests build on it.
+    pub(super) const MINIMAL: &str = r#"
         upstream.url = "http://127.0.0.1:3000"
         jwt.algorithms = ["HS256"]
         [[jwt.keys]]

@@ -19,8 +19,11 @@
 //!                 Err(e) -> e.into_response()   (web/error: the only place an error becomes a response)
 //!                 one access-log event + metrics per request (proxy/access)
 //! admin           route -> authenticate -> authorize -> Sessions::commit -> 200
-//! sessions        commit: store (fsync | Redis script + PUBLISH) -> memory -> audit log line
+//! sessions        commit: store (fsync | Redis script + PUBLISH; the audit record queued in the
+//!                 outbox in the same transaction) -> memory -> audit log line
 //!                 keep_in_sync (redis): subscribe -> resync -> apply published changes
+//! events          per webhook: claim due outbox events (a lease, in a fleet) -> POST signed
+//!                 -> 2xx finish | retry 1 s .. 10 min | drop after retry_for_secs
 //! auth/keys/ring  (jwks_url) fetch at start -> refresh every refresh_secs -> publish a KeySet
 //! ```
 //!
@@ -29,6 +32,7 @@
 //! ```text
 //! main -> run (here), cli -> proxy -> admin -> state -> web -> auth -> sessions -> store -> config
 //!                              ops ---------/
+//!                              events ------/   (beside admin: run starts it, nothing calls into it)
 //! leaves every room may use: clock, tls, ops::GaugeGuard and the metrics registry
 //! ```
 //!
@@ -50,6 +54,7 @@ pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod events;
 pub mod ops;
 pub mod proxy;
 pub mod sessions;
@@ -87,6 +92,8 @@ pub enum RunError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Upstream(#[from] proxy::UpstreamSetupError),
+    #[error(transparent)]
+    Webhook(#[from] events::WebhookError),
     #[error("cannot handle SIGHUP: {0}")]
     Signal(#[source] std::io::Error),
 }
@@ -109,10 +116,12 @@ pub async fn run(
         .map(tls::CertStore::load)
         .transpose()?;
     let upstream = proxy::Upstream::new(&config)?;
-    let store = store::Store::open(&config.store).await?;
+    let webhooks = events::load(&config.events)?;
+    let store = store::Store::open(&config.store, store::Outbox::new(&config.events)).await?;
     let mut registry = ops::registry();
     let state = Arc::new(AppState::new(config, keys, store, &mut registry));
     let proxy = Arc::new(proxy::Proxy::new(state.clone(), upstream, &mut registry));
+    let events = events::spawn(webhooks, &state, &mut registry);
     state.verifier.spawn_refreshers(state.shutdown.clone());
     let announce = Announce::new(&listeners);
     let registry = Arc::new(registry);
@@ -127,6 +136,7 @@ pub async fn run(
     load_store(&state).await?;
     tokio::spawn(announce.when_ready(state.clone()));
     proxy::serve(listeners.main, proxy, acceptor, shutdown).await;
+    events.stopped().await;
     if let Some(task) = ops_task {
         task.abort();
     }

@@ -141,6 +141,9 @@ fn check(path: &std::path::Path) -> ExitCode {
         Ok(keys) => keys,
         Err(error) => return fail(1, &error),
     };
+    if let Err(error) = sessiongate::events::load(&config.events) {
+        return fail(1, &error);
+    }
     println!(
         "configuration {} is valid ({} keys loaded now)",
         path.display(),

@@ -29,6 +29,8 @@ pub struct Sessions {
     cutoffs: Cutoffs,
     /// Set once every stored cutoff is in memory; until then requests get 503.
     loaded: AtomicBool,
+    /// Bumped after every commit made here, so the events workers send its event at once.
+    commits: watch::Sender<u64>,
     metrics: SessionMetrics,
 }
 
@@ -40,6 +42,7 @@ impl Sessions {
         Self {
             cutoffs: Cutoffs::default(),
             loaded: AtomicBool::new(false),
+            commits: watch::Sender::new(0),
             metrics: SessionMetrics::register(registry),
         }
     }
@@ -53,6 +56,11 @@ impl Sessions {
     /// Notified after every change, so open tunnels and streams re-check their session.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.cutoffs.subscribe()
+    }
+
+    /// Notified after every commit this instance makes.
+    pub fn subscribe_commits(&self) -> watch::Receiver<u64> {
+        self.commits.subscribe()
     }
 
     /// The cutoff currently enforced for `scope`.

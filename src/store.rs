@@ -1,16 +1,23 @@
-//! Where cutoffs, preserved sessions and audit records are kept across restarts.
+//! Where cutoffs, preserved sessions, audit records and the events outbox are kept across
+//! restarts.
 //!
 //! The request path never calls the store: it is read once at start into
 //! `crate::sessions` and written by the one write path there, which answers only after
-//! the commit. This room knows nothing of memory or requests.
+//! the commit. Each commit also queues its audit record in the outbox for the webhooks
+//! that want it, in the same transaction; `crate::events` claims and sends them. This room
+//! knows nothing of memory, requests or HTTP.
+
+use std::time::Duration;
 
 use crate::config::StoreConfig;
 
 mod embedded;
+mod outbox;
 mod record;
 mod redis;
 
 pub use embedded::EmbeddedStore;
+pub use outbox::{Claimed, Delivery, Outbox};
 pub use record::{Action, AuditRecord, Category, Change, Cutoff, Effect, Preserved, Record, Scope};
 pub use redis::{Published, RedisStore, Subscription};
 
@@ -117,23 +124,25 @@ impl StoreError {
 // === impl Store ===
 
 impl Store {
-    /// Opens (creating if needed) the configured store. A Redis store is not connected
-    /// yet: `crate::sessions::keep_in_sync` does that, and keeps retrying.
-    pub async fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+    /// Opens (creating if needed) the configured store, whose commits queue their audit
+    /// records for `outbox`'s webhooks. A Redis store is not connected yet:
+    /// `crate::sessions::keep_in_sync` does that, and keeps retrying.
+    pub async fn open(config: &StoreConfig, outbox: Outbox) -> Result<Self, StoreError> {
         match config {
             StoreConfig::Embedded { path } => {
                 let path = path.clone();
-                let store =
-                    tokio::task::spawn_blocking(move || EmbeddedStore::open(&path)).await??;
-                Ok(Self::Embedded(store))
+                let open = move || EmbeddedStore::open(&path, outbox);
+                Ok(Self::Embedded(tokio::task::spawn_blocking(open).await??))
             }
             StoreConfig::Memory => {
                 tracing::warn!(
                     "store.backend = \"memory\": cutoffs and audit are lost on restart; for tests only"
                 );
-                Ok(Self::Embedded(EmbeddedStore::in_memory()?))
+                Ok(Self::Embedded(EmbeddedStore::in_memory(outbox)?))
             }
-            StoreConfig::Redis(config) => Ok(Self::Redis(Box::new(RedisStore::open(config)?))),
+            StoreConfig::Redis(config) => {
+                Ok(Self::Redis(Box::new(RedisStore::open(config, outbox)?)))
+            }
         }
     }
 
@@ -163,15 +172,55 @@ impl Store {
         Ok(count)
     }
 
-    /// Commits every effect of `change` and its audit record atomically.
+    /// Commits every effect of `change`, its audit record and the record's outbox entries
+    /// atomically.
     pub async fn commit(&self, change: Change) -> Result<Committed, StoreError> {
         match self {
-            Self::Embedded(store) => {
-                store
-                    .blocking(move |db| EmbeddedStore::commit(db, change))
-                    .await
-            }
+            Self::Embedded(store) => store.commit(change).await,
             Self::Redis(store) => store.commit(&change).await,
+        }
+    }
+
+    /// Claims up to `limit` of `webhook`'s events that are due: each its group's oldest.
+    /// In a fleet the claim is a lease of `lease`, after which another instance may take
+    /// the event over.
+    pub async fn claim_deliveries(
+        &self,
+        webhook: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Claimed, StoreError> {
+        match self {
+            Self::Embedded(store) => store.claim(webhook, limit).await,
+            Self::Redis(store) => store.claim(webhook, limit, lease).await,
+        }
+    }
+
+    /// Removes a delivered (or dropped) event; the next one of its group falls due now.
+    pub async fn finish_delivery(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        match self {
+            Self::Embedded(store) => store.finish(delivery).await,
+            Self::Redis(store) => store.finish(delivery).await,
+        }
+    }
+
+    /// Releases a failed event, to be tried again `after` from now.
+    pub async fn retry_delivery(
+        &self,
+        delivery: &Delivery,
+        after: Duration,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Embedded(store) => store.retry(delivery, after).await,
+            Self::Redis(store) => store.retry(delivery, after).await,
+        }
+    }
+
+    /// Events of `webhook` not delivered (nor dropped) yet.
+    pub async fn pending_deliveries(&self, webhook: &str) -> Result<u64, StoreError> {
+        match self {
+            Self::Embedded(store) => store.pending(webhook).await,
+            Self::Redis(store) => store.pending(webhook).await,
         }
     }
 

@@ -212,6 +212,11 @@ fn reference_config_documents_every_key() {
         "store.max_staleness_secs",
         "log.format",
         "log.level",
+        "events.webhooks.url",
+        "events.webhooks.secret_env",
+        "events.webhooks.actions",
+        "events.webhooks.timeout_ms",
+        "events.webhooks.retry_for_secs",
     ];
     let missing: Vec<_> = expected
         .iter()

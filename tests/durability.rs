@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{Gateway, admin, gateway, now, token, upstream};
+use support::{Gateway, admin, gateway, now, set_file_size_limit, token, upstream};
 
 // ============================================================================
 // Helpers
@@ -392,16 +392,6 @@ fn assert_memory_warning(logs: &str) {
 // ============================================================================
 // A store that cannot commit
 // ============================================================================
-
-/// `prlimit --pid` on the gateway: the soft file-size limit (RLIMIT_FSIZE) of a running
-/// process (the hard limit stays, so raising it again needs no privilege).
-fn set_file_size_limit(pid: u32, limit: &str) {
-    let status = std::process::Command::new("prlimit")
-        .args(["--pid", &pid.to_string(), &format!("--fsize={limit}:")])
-        .status()
-        .expect("prlimit (util-linux) runs");
-    assert!(status.success(), "prlimit --fsize={limit}");
-}
 
 #[tokio::test]
 async fn a_store_that_cannot_grow_answers_503_changes_nothing_and_recovers() {

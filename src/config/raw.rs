@@ -18,6 +18,7 @@ pub struct RawConfig {
     pub sessions: RawSessions,
     pub store: RawStore,
     pub log: RawLog,
+    pub events: RawEvents,
 }
 
 /// `[server]`
@@ -142,6 +143,24 @@ pub struct RawLog {
     pub level: String,
 }
 
+/// `[events]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEvents {
+    pub webhooks: Vec<RawWebhook>,
+}
+
+/// One `[[events.webhooks]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawWebhook {
+    pub url: Option<String>,
+    pub secret_env: Option<String>,
+    pub actions: Option<Vec<String>>,
+    pub timeout_ms: u64,
+    pub retry_for_secs: u64,
+}
+
 // === defaults (SPEC section 8) ===
 
 impl Default for RawServer {
@@ -245,6 +264,18 @@ impl Default for RawLog {
         Self {
             format: "json".into(),
             level: "info".into(),
+        }
+    }
+}
+
+impl Default for RawWebhook {
+    fn default() -> Self {
+        Self {
+            url: None,
+            secret_env: None,
+            actions: None,
+            timeout_ms: 5000,
+            retry_for_secs: 86400,
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{Config, KeyConfig, KeySource, TimeClaim};
+use super::{Config, KeyConfig, KeySource, TimeClaim, WebhookConfig};
 
 /// One `key value` line of the summary.
 type Line = (String, String);
@@ -16,7 +16,8 @@ impl Config {
     pub fn summary(&self) -> String {
         let mut out = String::new();
         let lines = [self.listener_lines(), self.auth_lines(), self.jwt_lines()];
-        for (key, value) in lines.into_iter().flatten().chain(self.store_lines()) {
+        let rest = self.store_lines().into_iter().chain(self.events_lines());
+        for (key, value) in lines.into_iter().flatten().chain(rest) {
             let _ = writeln!(out, "  {key:<34} {value}");
         }
         for warning in &self.warnings {
@@ -110,6 +111,30 @@ impl Config {
                 format!("{:?} at {}", self.log.format, self.log.level),
             ),
         ]
+    }
+
+    /// Each webhook by its endpoint; the secret only by the name of its env var.
+    fn events_lines(&self) -> Vec<Line> {
+        let describe = |webhook: &WebhookConfig| {
+            let actions = webhook
+                .actions
+                .as_ref()
+                .map_or("every action".into(), |a| a.join(", "));
+            format!(
+                "{} (secret from env {}, value not shown; {actions}; timeout {} ms; retried for {} s)",
+                webhook.endpoint(),
+                webhook.secret_env,
+                webhook.timeout.as_millis(),
+                webhook.retry_for.as_secs(),
+            )
+        };
+        match self.events.webhooks.as_slice() {
+            [] => vec![line("events.webhooks", "none")],
+            webhooks => webhooks
+                .iter()
+                .map(|webhook| line(&webhook.key_name, describe(webhook)))
+                .collect(),
+        }
     }
 }
 

@@ -34,6 +34,7 @@ impl TryFrom<RawConfig> for Config {
             jwt: jwt(raw.jwt, &mut warnings)?,
             sessions: sessions(raw.sessions)?,
             store: store(raw.store, &mut warnings)?,
+            events: super::events::events(raw.events, &mut warnings)?,
             log: LogConfig {
                 format: match raw.log.format.as_str() {
                     "json" => LogFormat::Json,
@@ -464,7 +465,7 @@ where
 
 /// A valid setting that has no effect here: said at start and by `check`, never fatal (an
 /// env override elsewhere may be what made it moot).
-fn warning(key: &str, message: &str) -> ConfigWarning {
+pub(super) fn warning(key: &str, message: &str) -> ConfigWarning {
     ConfigWarning {
         key: key.to_string(),
         message: message.to_string(),

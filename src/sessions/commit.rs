@@ -22,6 +22,7 @@ impl Sessions {
             .cloned()
             .for_each(|record| self.apply(record));
         self.metrics.committed(action);
+        self.commits.send_modify(|count| *count += 1);
         log_audit(&committed.audit);
         Ok(committed)
     }

@@ -11,12 +11,18 @@ use std::sync::{Arc, RwLock};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::mpsc::Sender;
 
+use super::outbox::{self as routing, Claimed, Delivery, Outbox};
 use super::{AuditRecord, Change, Committed, Cutoff, Effect, Record, Scope, StoreError};
+
+mod outbox;
+
+use outbox::Claims;
 
 const WORKSPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("workspace_cutoffs");
 const USERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("user_cutoffs");
 /// Keyed by (workspace, sequence) so a workspace's records read newest-first in one range.
 const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
+/// Counters: the audit sequence, the outbox sequence.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const AUDIT_SEQUENCE: &str = "audit_sequence";
 
@@ -34,38 +40,47 @@ struct Inner {
     opened: AtomicU64,
     /// The file; `None` for the in-memory database, which has no I/O to fail.
     path: Option<PathBuf>,
+    /// Which webhooks each commit's audit record is queued for.
+    outbox: Outbox,
+    claims: Claims,
 }
 
 // === impl EmbeddedStore ===
 
 impl EmbeddedStore {
     /// Opens or creates the file at `path`, and its directory.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    pub fn open(path: &Path, outbox: Outbox) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
                 path: dir.display().to_string(),
                 source,
             })?;
         }
-        Ok(Self::new(open_file(path)?, Some(path.to_path_buf())))
+        Ok(Self::new(
+            open_file(path)?,
+            Some(path.to_path_buf()),
+            outbox,
+        ))
     }
 
     /// A database that lives only in this process.
-    pub fn in_memory() -> Result<Self, StoreError> {
+    pub fn in_memory(outbox: Outbox) -> Result<Self, StoreError> {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|source| StoreError::Open {
                 path: "(memory)".into(),
                 source,
             })?;
-        Ok(Self::new(with_tables(db)?, None))
+        Ok(Self::new(with_tables(db)?, None, outbox))
     }
 
-    fn new(db: Database, path: Option<PathBuf>) -> Self {
+    fn new(db: Database, path: Option<PathBuf>, outbox: Outbox) -> Self {
         let inner = Inner {
             db: RwLock::new(Some(db)),
             opened: AtomicU64::new(0),
             path,
+            outbox,
+            claims: Claims::default(),
         };
         Self {
             inner: Arc::new(inner),
@@ -170,9 +185,23 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    /// One write transaction: every effect, then the audit record. redb serialises
-    /// writers, so two changes at once cannot both read the same old value.
-    pub(super) fn commit(db: &Database, change: Change) -> Result<Committed, StoreError> {
+    /// Commits `change` on the blocking pool, its audit record queued for the webhooks
+    /// that want it.
+    pub(super) fn commit(
+        &self,
+        change: Change,
+    ) -> impl Future<Output = Result<Committed, StoreError>> {
+        let webhooks = self.inner.outbox.routes(&change.audit);
+        self.blocking(move |db| Self::commit_in(db, change, &webhooks))
+    }
+
+    /// One write transaction: every effect, the audit record, and its outbox entries.
+    /// redb serialises writers, so two changes at once cannot both read the same old value.
+    fn commit_in(
+        db: &Database,
+        change: Change,
+        webhooks: &[String],
+    ) -> Result<Committed, StoreError> {
         let Change { effects, mut audit } = change;
         let txn = db.begin_write()?;
         let records = effects
@@ -180,13 +209,58 @@ impl EmbeddedStore {
             .map(|effect| apply(&txn, effect))
             .collect::<Result<Vec<_>, _>>()?;
         audit.sessions_valid_after = Record::first_cutoff(&records).map(|c| c.valid_after);
-        append_audit(&txn, &audit)?;
+        let record = append_audit(&txn, &audit)?;
+        let group = routing::group(&audit)?;
+        outbox::enqueue(&txn, webhooks, &group, &record, routing::now_ms())?;
         txn.commit()?;
         Ok(Committed {
             records,
             audit,
             notified: None,
         })
+    }
+
+    /// Claims up to `limit` due deliveries of `webhook`.
+    pub(super) fn claim(
+        &self,
+        webhook: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Claimed, StoreError>> {
+        let (store, webhook) = (self.clone(), webhook.to_string());
+        self.blocking(move |db| {
+            outbox::claim(db, &store.inner.claims, &webhook, limit, routing::now_ms())
+        })
+    }
+
+    /// The delivery is done with (delivered or dropped); its group's next event falls due.
+    pub(super) async fn finish(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        let owned = delivery.clone();
+        let result = self
+            .blocking(move |db| outbox::finish(db, &owned, routing::now_ms()))
+            .await;
+        self.inner.claims.release(delivery);
+        result
+    }
+
+    /// The delivery is tried again `after` from now.
+    pub(super) async fn retry(
+        &self,
+        delivery: &Delivery,
+        after: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let owned = delivery.clone();
+        let due = routing::now_ms().saturating_add(routing::millis(after));
+        let result = self
+            .blocking(move |db| outbox::retry(db, &owned, due))
+            .await;
+        self.inner.claims.release(delivery);
+        result
+    }
+
+    /// Undelivered events of `webhook`.
+    pub(super) fn pending(&self, webhook: &str) -> impl Future<Output = Result<u64, StoreError>> {
+        let webhook = webhook.to_string();
+        self.blocking(move |db| outbox::pending(db, &webhook))
     }
 
     pub(super) fn audit(
@@ -221,6 +295,7 @@ fn with_tables(db: Database) -> Result<Database, StoreError> {
     txn.open_table(USERS)?;
     txn.open_table(AUDIT)?;
     txn.open_table(META)?;
+    outbox::create_tables(&txn)?;
     txn.commit()?;
     Ok(db)
 }
@@ -278,12 +353,13 @@ fn write_cutoff(txn: &WriteTransaction, scope: &Scope, cutoff: &Cutoff) -> Resul
     Ok(())
 }
 
-fn append_audit(txn: &WriteTransaction, audit: &AuditRecord) -> Result<(), StoreError> {
+/// Appends `audit` to its workspace's trail; returns the record as stored.
+fn append_audit(txn: &WriteTransaction, audit: &AuditRecord) -> Result<Vec<u8>, StoreError> {
     let mut meta = txn.open_table(META)?;
     let sequence = meta.get(AUDIT_SEQUENCE)?.map_or(0, |v| v.value()) + 1;
     meta.insert(AUDIT_SEQUENCE, sequence)?;
     let record = serde_json::to_vec(audit)?;
     txn.open_table(AUDIT)?
         .insert((audit.workspace.as_str(), sequence), record.as_slice())?;
-    Ok(())
+    Ok(record)
 }

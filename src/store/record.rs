@@ -202,12 +202,39 @@ impl Action {
     /// Every action, in declaration order.
     pub const ALL: [Action; 3] = [Self::LogoutAll, Self::UserLogout, Self::LogoutOthers];
 
+    /// The action whose wire name is `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|action| action.as_str() == name)
+    }
+
     /// The wire name, also used as a metrics label.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::LogoutAll => "logout_all",
             Self::UserLogout => "user_logout",
             Self::LogoutOthers => "logout_others",
+        }
+    }
+}
+
+#[cfg(test)]
+impl AuditRecord {
+    /// A record of `action` in `workspace` by ada, now, for the store's tests.
+    pub(crate) fn example(workspace: &str, action: Action) -> Self {
+        Self {
+            id: uuid::Uuid::now_v7().to_string(),
+            at: crate::clock::rfc3339(crate::clock::now()),
+            workspace: workspace.into(),
+            action,
+            subject: None,
+            actor_subject: Some("ada".into()),
+            actor_session: "jti:x".into(),
+            category: None,
+            ticket: None,
+            reason: None,
+            client_ip: "127.0.0.1".into(),
+            user_agent: None,
+            sessions_valid_after: None,
         }
     }
 }

@@ -7,11 +7,13 @@
 //! P users             hash   ["workspace","subject"] -> cutoff JSON
 //! P audit:<workspace> list   audit record JSON, newest first
 //! P changes           pub/sub channel: the records of every commit, as a JSON array
+//! P outbox:...        the events outbox (see `outbox`)
 //! ```
 //!
 //! Every commit is one Lua script, so the compares (keep the higher cutoff), the writes,
-//! the audit record and the publish happen atomically on the server: two gateways logging
-//! a workspace out at once cannot move its cutoff backwards. The key layout is this
+//! the audit record, its outbox entries and the publish happen atomically on the server:
+//! two gateways logging a workspace out at once cannot move its cutoff backwards, and an
+//! event is queued exactly when its change is committed. The key layout is this
 //! file's alone: the script is handed each effect with its key and field. The connections
 //! themselves are owned by the sync task (`crate::sessions::keep_in_sync`), which
 //! connects, resyncs and watches them; this type only uses the command connection it was
@@ -25,8 +27,10 @@ use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::{AsyncConnectionConfig, Client};
 use serde_json::json;
 
-use super::{AuditRecord, Change, Committed, Effect, Record, Scope, StoreError};
+use super::{AuditRecord, Change, Committed, Effect, Outbox, Record, Scope, StoreError};
 use crate::config::RedisConfig;
+
+mod outbox;
 
 /// Connecting (TCP, TLS, AUTH) may take this long before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -42,7 +46,8 @@ const SCAN_PAGE: usize = 5000;
 /// through as text.
 ///
 /// ARGV: the effects (JSON array, each with its `key` and `field`), the audit record JSON,
-/// the audit list key, the channel.
+/// the audit list key, the channel, the outbox routes (the sequence key, the ordering
+/// group, and per webhook its events hash, group queue and due set).
 const COMMIT_SCRIPT: &str = r#"
 local time = redis.call('TIME')
 local clock = tonumber(time[1]) * 1000000 + tonumber(time[2])
@@ -74,6 +79,16 @@ local audit = cjson.decode(ARGV[2])
 audit.sessions_valid_after = first_cutoff
 local record = cjson.encode(audit)
 redis.call('LPUSH', ARGV[3], record)
+local outbox = cjson.decode(ARGV[5])
+if #outbox.routes > 0 then
+  local sequence = string.format('%d', redis.call('INCR', outbox.sequence))
+  local due = string.format('%d', math.floor(clock / 1000))
+  for _, route in ipairs(outbox.routes) do
+    redis.call('HSET', route.events, sequence, record)
+    redis.call('RPUSH', route.queue, sequence)
+    redis.call('ZADD', route.due, 'NX', due, outbox.group)
+  end
+end
 local message = '[' .. table.concat(records, ',') .. ']'
 local receivers = redis.call('PUBLISH', ARGV[4], message)
 return {message, record, receivers}
@@ -89,6 +104,11 @@ pub struct RedisStore {
     health: Health,
     resync: Duration,
     max_staleness: Option<Duration>,
+    /// Which webhooks each commit's audit record is queued for.
+    outbox: Outbox,
+    outbox_scripts: outbox::Scripts,
+    /// Names this process in its outbox claims.
+    instance: String,
 }
 
 /// Key and channel names, each starting with the configured prefix.
@@ -125,7 +145,7 @@ pub struct Published(Vec<Record>);
 
 impl RedisStore {
     /// A client for `store.redis_url`; nothing is connected until the fleet task connects.
-    pub fn open(config: &RedisConfig) -> Result<Self, StoreError> {
+    pub fn open(config: &RedisConfig, outbox: Outbox) -> Result<Self, StoreError> {
         let client = if config.url.is_tls() {
             // redis builds its rustls config from the process-wide provider: make that the
             // aws-lc-rs every other TLS config of the gateway uses. Already set is fine.
@@ -157,6 +177,9 @@ impl RedisStore {
             health: Health::new(),
             resync: config.resync,
             max_staleness: config.max_staleness,
+            outbox,
+            outbox_scripts: outbox::Scripts::new(),
+            instance: uuid::Uuid::now_v7().to_string(),
         })
     }
 
@@ -256,12 +279,14 @@ impl RedisStore {
             .map(|effect| self.keys.wire(effect))
             .collect::<Result<Vec<_>, _>>()?;
         let audit = &change.audit;
+        let outbox = self.keys.outbox(audit, &self.outbox.routes(audit))?;
         let (message, record, receivers): (String, String, u64) = self
             .script
             .arg(serde_json::to_string(&effects)?)
             .arg(serde_json::to_string(audit)?)
             .arg(self.keys.audit(&audit.workspace))
             .arg(&self.keys.channel)
+            .arg(outbox)
             .invoke_async(&mut conn)
             .await?;
         Ok(Committed {

@@ -779,6 +779,17 @@ pub fn redis_server() -> RedisBuilder {
     RedisBuilder::default()
 }
 
+/// `prlimit --pid` on a gateway: the soft file-size limit (RLIMIT_FSIZE) of a running
+/// process (the hard limit stays, so raising it again needs no privilege). Start it
+/// `ignoring_sigxfsz`, so its writes fail instead of killing it.
+pub fn set_file_size_limit(pid: u32, limit: &str) {
+    let status = Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--fsize={limit}:")])
+        .status()
+        .expect("prlimit (util-linux) runs");
+    assert!(status.success(), "prlimit --fsize={limit}");
+}
+
 /// A free loopback port (bound, then released for the child to take).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
