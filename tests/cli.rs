@@ -181,6 +181,7 @@ fn reference_config_documents_every_key() {
         "auth.login_url",
         "auth.allowed_origins",
         "admin.path_prefix",
+        "admin.console",
         "jwt.algorithms",
         "jwt.issuer",
         "jwt.audience",
