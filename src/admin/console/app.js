@@ -95,6 +95,8 @@ const localTime = (unix) =>
 
 const rfc3339Time = (text) => localTime(Date.parse(text) / 1000);
 
+const plural = (count, noun) => `${count} ${noun}${count === 1 ? '' : 's'}`;
+
 function showError(id, error) {
   const element = $(id);
   element.textContent = error ? error.message : '';
@@ -297,7 +299,9 @@ async function loadActivity() {
     const activity = await call('GET', workspacePath('activity'));
     const hours = activity.window_secs / 3600;
     const span = hours === 1 ? 'the last hour' : `the last ${hours} hours`;
-    text.textContent = `About ${activity.active_sessions} sessions of ${activity.active_users} users were active in ${span}; all of them but yours will be signed out.`;
+    const sessions = plural(activity.active_sessions, 'session');
+    const users = plural(activity.active_users, 'user');
+    text.textContent = `Active in ${span}: about ${sessions} of ${users}. All of them except yours will be signed out.`;
   } catch (error) {
     text.textContent = `Active sessions cannot be counted right now. ${error.message}`;
   }
