@@ -140,6 +140,11 @@ async fn enabled(client: &Client, id: &str) -> bool {
     element.is_enabled().await.unwrap()
 }
 
+async fn click(client: &Client, id: &str) {
+    let element = client.find(Locator::Id(id)).await.unwrap();
+    element.click().await.unwrap();
+}
+
 async fn type_into(client: &Client, id: &str, text: &str) {
     let element = client.find(Locator::Id(id)).await.unwrap();
     element.send_keys(text).await.unwrap();
@@ -266,25 +271,13 @@ async fn sign_out_a_user(client: &Client, gw: &Gateway) {
     let bob = token().sub("bob").sign();
     assert_eq!(reason_of(gw, &bob).await.0, 200);
     // An empty name is refused in words, before any call.
-    client
-        .find(Locator::Id("user-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, "user-submit").await;
     let error = text_when(client, "user-error", |t| !t.is_empty()).await;
     assert_eq!(error, "Enter the user name of the user to sign out.");
     assert_eq!(active_id(client).await, "user-name");
     type_into(client, "user-name", "bob").await;
     type_into(client, "user-reason", "left the company").await;
-    client
-        .find(Locator::Id("user-submit"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, "user-submit").await;
     let status = text_when(client, "page-status", |t| !t.is_empty()).await;
     assert!(status.starts_with("bob was signed out"), "{status}");
     let (status, body) = reason_of(gw, &bob).await;

@@ -65,24 +65,26 @@ pub async fn run(shutdown: impl Future<Output = ()>) -> Result<(), DemoError> {
     let config = Config::from_toml(&text, &[])?;
     crate::ops::init_logging(&config.log);
     tokio::spawn(product::serve(upstream, Arc::new(config.clone())));
-    let token = |subject: &str, roles: &[&str]| {
-        let request = TokenRequest {
-            subject: subject.into(),
-            workspace: "acme".into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            ttl: Duration::from_secs(8 * 3600),
-            issued_at: None,
-        };
-        mint(&config, &request)
-    };
     print_walkthrough(
         main.local_addr()?,
-        &token("alice", &[])?,
-        &token("ada", &["admin"])?,
+        &token(&config, "alice", &[])?,
+        &token(&config, "ada", &["admin"])?,
         &config.admin_prefix,
     );
     crate::run(config, Listeners { main, ops: None }, shutdown).await?;
     Ok(())
+}
+
+/// A token of workspace acme for `subject`, valid eight hours from now.
+fn token(config: &Config, subject: &str, roles: &[&str]) -> Result<String, MintError> {
+    let request = TokenRequest {
+        subject: subject.into(),
+        workspace: "acme".into(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        ttl: Duration::from_secs(8 * 3600),
+        issued_at: None,
+    };
+    mint(config, &request)
 }
 
 fn random_secret() -> String {

@@ -4,7 +4,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::header::{CONTENT_TYPE, HeaderValue, LOCATION, SET_COOKIE};
 use http::{Request, Response, StatusCode};
@@ -15,7 +14,6 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::cli::mint::{TokenRequest, mint};
 use crate::config::Config;
 use crate::web::{self, Body};
 
@@ -71,14 +69,7 @@ fn answer(req: &Request<Incoming>, config: &Config) -> Response<Body> {
 
 /// Sets the token cookie (`HttpOnly`, as a real product would) and goes back.
 fn sign_in(config: &Config, user: &str, roles: &[&str], return_to: &str) -> Response<Body> {
-    let request = TokenRequest {
-        subject: user.into(),
-        workspace: "acme".into(),
-        roles: roles.iter().map(|r| r.to_string()).collect(),
-        ttl: Duration::from_secs(8 * 3600),
-        issued_at: None,
-    };
-    let Ok(token) = mint(config, &request) else {
+    let Ok(token) = super::token(config, user, roles) else {
         return web::json(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": "mint"}));
     };
     let mut response = Response::new(web::empty());
