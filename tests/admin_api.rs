@@ -1265,7 +1265,18 @@ async fn admin_api_is_never_forwarded_upstream() {
             Some(&root),
             404,
         ),
-        (Method::GET, "/_sessiongate".to_string(), Some(&root), 404),
+        (
+            Method::GET,
+            "/_sessiongate/v1/me".to_string(),
+            Some(&root),
+            200,
+        ),
+        (
+            Method::GET,
+            "/_sessiongate/console/nothing-here".to_string(),
+            Some(&root),
+            404,
+        ),
         (Method::GET, logout_all_path("acme"), Some(&root), 405),
         (Method::POST, sessions_path("acme"), Some(&root), 405),
         (

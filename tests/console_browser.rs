@@ -322,6 +322,24 @@ async fn the_dialog_takes_focus_and_gives_it_back(client: &Client) {
         "open-logout-all",
         "focus returns to the button"
     );
+    let outline = script(
+        client,
+        "const style = getComputedStyle(document.activeElement); \
+         return [style.outlineStyle, style.outlineWidth]",
+    )
+    .await;
+    assert_eq!(
+        outline,
+        json!(["solid", "3px"]),
+        "keyboard focus is visible"
+    );
+    let unlabelled = script(
+        client,
+        "return [...document.querySelectorAll('input, select, textarea')] \
+         .filter((field) => field.labels.length === 0).map((field) => field.id)",
+    )
+    .await;
+    assert_eq!(unlabelled, json!([]), "every field has a <label for>");
 }
 
 async fn confirm_logout_all(client: &Client, gw: &Gateway, alice: &str, ada: &str) {

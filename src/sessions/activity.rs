@@ -116,12 +116,18 @@ impl Activity {
         Sketches::union_of(buckets.iter().map(|b| &b.sketches))
     }
 
-    /// Drops the windows nobody was seen in for an hour, and returns the windows to share
-    /// (changed since their last share, or not shared for a while), workspace by workspace.
-    pub(super) fn to_share(&self, now: f64) -> Vec<(String, Share)> {
+    /// Drops the windows nobody was seen in for an hour; returns how many are left.
+    pub(super) fn prune(&self, now: f64) -> usize {
         let index = bucket(now);
         self.workspaces
             .retain(|_, window| lock(window).slots.iter().flatten().any(|b| b.live(index)));
+        self.workspaces.len()
+    }
+
+    /// The windows to share (changed since their last share, or not shared for a while),
+    /// workspace by workspace.
+    pub(super) fn to_share(&self, now: f64) -> Vec<(String, Share)> {
+        let index = bucket(now);
         let mut due = Vec::new();
         for entry in self.workspaces.iter() {
             let mut window = lock(entry.value());
@@ -138,12 +144,6 @@ impl Activity {
             due.push((entry.key().to_string(), Share { since, sketches }));
         }
         due
-    }
-
-    /// How many workspaces hold a window (for tests and metrics).
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.workspaces.len()
     }
 }
 
@@ -291,8 +291,8 @@ mod tests {
             count(&activity, "acme", NOW + 3600.0 + BUCKET_SECS as f64).sessions,
             1
         );
-        activity.to_share(NOW + 1800.0 + 3600.0 + BUCKET_SECS as f64);
-        assert_eq!(activity.len(), 0, "an empty window is dropped");
+        let later = NOW + 1800.0 + 3600.0 + BUCKET_SECS as f64;
+        assert_eq!(activity.prune(later), 0, "an empty window is dropped");
     }
 
     #[test]

@@ -46,16 +46,21 @@ impl Sessions {
     }
 }
 
-/// Drops windows that have emptied and, with a shared store, shares the changed ones,
-/// every `SHARE_EVERY` for as long as it is polled.
+/// Drops windows that have emptied (counting the rest) and, with a shared store, shares
+/// the changed ones, every `SHARE_EVERY` for as long as it is polled.
 pub async fn share_activity(sessions: &Sessions, store: &Store) {
     let mut tick = tokio::time::interval(SHARE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let due = sessions.activity.to_share(clock::now());
+        let now = clock::now();
+        let windows = sessions.activity.prune(now);
+        sessions
+            .metrics
+            .activity_windows
+            .set(i64::try_from(windows).unwrap_or(i64::MAX));
         if let Some(shared) = store.shared() {
-            share(sessions, shared, due).await;
+            share(sessions, shared, sessions.activity.to_share(now)).await;
         }
     }
 }
