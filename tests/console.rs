@@ -362,23 +362,27 @@ async fn activity_merges_the_fleet_and_every_instance_resets_it_at_a_logout_all(
     let one = gateway(&upstream).redis(&redis).start().await;
     let two = gateway(&upstream).redis(&redis).start().await;
     let ada = admin("ada", "acme").sign();
-    // 6,000 sessions on each, 2,000 of them on both: 10,000 distinct sessions.
-    let tokens = sessions("acme", 0..10_000, 1);
-    pass_all(&one, &tokens[..6000]).await;
-    pass_all(&two, &tokens[4000..]).await;
+    // 2,000 sessions on each, 1,000 of them on both: 3,000 distinct sessions (the test
+    // above counts 10,000; this one is about merging, and requests are not free).
+    let tokens = sessions("acme", 0..3000, 1);
+    pass_all(&one, &tokens[..2000]).await;
+    pass_all(&two, &tokens[1000..]).await;
+    let within_3_percent = |counted: &Value| {
+        let sessions = counted["active_sessions"].as_f64().unwrap();
+        let users = counted["active_users"].as_f64().unwrap();
+        (sessions - 3000.0).abs() < 90.0 && (users - 3000.0).abs() < 90.0
+    };
     for gw in [&one, &two] {
+        // A share taken while the other instance was still busy is replaced within 2 s.
         eventually(
-            "the other instance's share",
+            "the whole fleet counted",
             Duration::from_secs(10),
-            || async {
-                let counted = activity(gw, "acme", &ada).await;
-                counted["active_sessions"].as_f64().unwrap() > 8000.0
-            },
+            || async { within_3_percent(&activity(gw, "acme", &ada).await) },
         )
         .await;
         let counted = activity(gw, "acme", &ada).await;
-        assert_within_3_percent("fleet sessions", &counted["active_sessions"], 10_000.0);
-        assert_within_3_percent("fleet users", &counted["active_users"], 10_000.0);
+        assert_within_3_percent("fleet sessions", &counted["active_sessions"], 3000.0);
+        assert_within_3_percent("fleet users", &counted["active_users"], 3000.0);
     }
     assert_eq!(two.logout_all("acme", &ada).await.status(), 200);
     // Both instances forget at once: their own windows, and the other's older share.
