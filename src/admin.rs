@@ -1,7 +1,9 @@
-//! The admin API under `admin.path_prefix`: log users out, read sessions and audit.
+//! The admin API under `admin.path_prefix`: log users out, read sessions, activity and
+//! audit, tell a caller who it is; and the Security settings page built on that API.
 //!
 //! Served on the main listener, never forwarded upstream. Every call is authenticated
-//! like a proxied request; a change answers only after the store has committed it.
+//! like a proxied request; a change answers only after the store has committed it. The
+//! console's static files need no token: everything they show comes from the API.
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -12,6 +14,7 @@ use crate::web::{Body, ConnInfo, GatewayError};
 
 mod access;
 mod body;
+mod console;
 mod logout;
 mod reads;
 mod route;
@@ -25,6 +28,9 @@ pub async fn handle(
     conn: &ConnInfo,
 ) -> Result<Response<Body>, GatewayError> {
     let rest = &req.uri().path()[state.config.admin_prefix.len()..];
+    if let Some(asset) = console::Asset::parse(rest) {
+        return console::serve(state, asset, req.method());
+    }
     let route = Route::parse(rest, req.method())?;
     state.open_gate()?;
     let caller = auth::authenticate(&state.verifier, &state.sessions, req.headers())
@@ -34,6 +40,11 @@ pub async fn handle(
         Route::Sessions { workspace } => {
             access::require_admin(state, &caller, &workspace)?;
             Ok(reads::sessions(state, &workspace))
+        }
+        Route::Me => Ok(reads::me(state, &caller, &req, conn)),
+        Route::Activity { workspace } => {
+            access::require_admin(state, &caller, &workspace)?;
+            reads::activity(state, &workspace).await
         }
         Route::Audit { workspace } => {
             access::require_admin(state, &caller, &workspace)?;

@@ -46,6 +46,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `admin.path_prefix`, without a trailing slash.
     pub admin_prefix: String,
+    /// `admin.console`: serve the Security settings page (SPEC section 12).
+    pub admin_console: bool,
     pub jwt: JwtConfig,
     pub sessions: SessionsConfig,
     pub store: StoreConfig,

@@ -18,10 +18,13 @@
 //!                                tunnel (tunnel): closed when the session ends
 //!                 Err(e) -> e.into_response()   (web/error: the only place an error becomes a response)
 //!                 one access-log event + metrics per request (proxy/access)
+//!                 (after step 3: Sessions::seen counts the session for activity)
 //! admin           route -> authenticate -> authorize -> Sessions::commit -> 200
+//!                 console/: the Security settings page (static files, the API via fetch)
 //! sessions        commit: store (fsync | Redis script + PUBLISH; the audit record queued in the
 //!                 outbox in the same transaction) -> memory -> audit log line
 //!                 keep_in_sync (redis): subscribe -> resync -> apply published changes
+//!                 share_activity: prune activity windows; in a fleet, share them
 //! events          per webhook: claim due outbox events (a lease, in a fleet) -> POST signed
 //!                 -> 2xx finish | retry 1 s .. 10 min | drop after retry_for_secs
 //! auth/keys/ring  (jwks_url) fetch at start -> refresh every refresh_secs -> publish a KeySet
@@ -134,6 +137,7 @@ pub async fn run(
     spawn_hangup_handler(certs, &state)?;
     announce.listening();
     load_store(&state).await?;
+    spawn_activity_sharing(&state);
     tokio::spawn(announce.when_ready(state.clone()));
     proxy::serve(listeners.main, proxy, acceptor, shutdown).await;
     events.stopped().await;
@@ -177,6 +181,17 @@ async fn load_store(state: &Arc<AppState>) -> Result<(), RunError> {
         }
     });
     Ok(())
+}
+
+/// Activity windows are pruned (and, in a fleet, shared) in the background until shutdown.
+fn spawn_activity_sharing(state: &Arc<AppState>) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = sessions::share_activity(&state.sessions, &state.store) => {}
+            () = state.shutdown.cancelled() => {}
+        }
+    });
 }
 
 // === impl Announce ===

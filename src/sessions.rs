@@ -3,7 +3,8 @@
 //!
 //! The request path only reads here (step 5 of the acceptance rule) and never waits on the
 //! store. Every change, whatever its trigger, goes through one write path (`commit`): the
-//! store first, then memory, then the audit log line.
+//! store first, then memory, then the audit log line. It also counts who is active
+//! (`activity`), for the console's "about N sessions will be signed out".
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -12,21 +13,29 @@ use tokio::sync::watch;
 
 use crate::store::{Cutoff, Record, Scope, Store, StoreError};
 
+mod activity;
 mod commit;
 mod cutoffs;
 mod metrics;
+mod share;
 mod sync;
 
+use activity::Activity;
 use cutoffs::Cutoffs;
 use metrics::SessionMetrics;
 
+pub use activity::{ActivityCount, WINDOW_SECS};
 pub use cutoffs::{Refusal, Session};
+pub use share::share_activity;
 pub use sync::keep_in_sync;
 
 /// Everything the session rule enforces, and whether it is complete yet.
 #[derive(Debug)]
 pub struct Sessions {
     cutoffs: Cutoffs,
+    activity: Activity,
+    /// Names this instance's activity shares in a shared store.
+    instance: String,
     /// Set once every stored cutoff is in memory; until then requests get 503.
     loaded: AtomicBool,
     /// Bumped after every commit made here, so the events workers send its event at once.
@@ -41,6 +50,8 @@ impl Sessions {
     pub fn new(registry: &mut Registry) -> Self {
         Self {
             cutoffs: Cutoffs::default(),
+            activity: Activity::default(),
+            instance: uuid::Uuid::now_v7().to_string(),
             loaded: AtomicBool::new(false),
             commits: watch::Sender::new(0),
             metrics: SessionMetrics::register(registry),
@@ -51,6 +62,12 @@ impl Sessions {
     /// session is the preserved one (which ends with its token's `exp`).
     pub fn check(&self, session: &Session<'_>, now: f64) -> Result<(), Refusal> {
         self.cutoffs.check(session, now)
+    }
+
+    /// Counts a session whose request passed at `now`, for `GET .../activity`.
+    pub fn seen(&self, session: &Session<'_>, now: f64) {
+        let since = || self.cutoffs.workspace_version(session.workspace);
+        self.activity.seen(session, now, since);
     }
 
     /// Notified after every change, so open tunnels and streams re-check their session.
@@ -72,7 +89,15 @@ impl Sessions {
     /// or read by a load); versions keep newer ones already here.
     pub fn apply(&self, record: Record) {
         match record {
-            Record::Cutoff { scope, cutoff } => self.cutoffs.apply(&scope, cutoff),
+            Record::Cutoff { scope, cutoff } => {
+                let version = cutoff.version;
+                if self.cutoffs.apply(&scope, cutoff)
+                    && let Scope::Workspace(workspace) = &scope
+                {
+                    // SPEC section 11: sessions seen before a logout-all no longer count.
+                    self.activity.reset(workspace, version);
+                }
+            }
         }
     }
 

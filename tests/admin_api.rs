@@ -1127,16 +1127,16 @@ async fn audit_never_shows_events_of_another_workspace() {
 async fn unknown_admin_paths_answer_404_json() {
     let (upstream, gw) = start(|b| b).await;
     let (root, before) = with_cutoff(&gw).await;
+    // `{prefix}` and `{prefix}/` lead to the console, `v1/me` is the caller (SPEC sections
+    // 2 and 12): tests/console.rs.
     for path in [
-        "/_sessiongate",
-        "/_sessiongate/",
         "/_sessiongate/v1",
         "/_sessiongate/v2/workspaces/acme/logout-all",
         "/_sessiongate/v1/workspaces/acme",
         "/_sessiongate/v1/workspaces/acme/nope",
         "/_sessiongate/v1/workspaces/acme/logout-all/extra",
         "/_sessiongate/v1/workspaces//logout-all",
-        "/_sessiongate/v1/me",
+        "/_sessiongate/v1/me/nope",
     ] {
         for method in [Method::GET, Method::POST] {
             let reply = send(request(&gw, method.clone(), path).bearer_auth(&root)).await;
@@ -1265,7 +1265,18 @@ async fn admin_api_is_never_forwarded_upstream() {
             Some(&root),
             404,
         ),
-        (Method::GET, "/_sessiongate".to_string(), Some(&root), 404),
+        (
+            Method::GET,
+            "/_sessiongate/v1/me".to_string(),
+            Some(&root),
+            200,
+        ),
+        (
+            Method::GET,
+            "/_sessiongate/console/nothing-here".to_string(),
+            Some(&root),
+            404,
+        ),
         (Method::GET, logout_all_path("acme"), Some(&root), 405),
         (Method::POST, sessions_path("acme"), Some(&root), 405),
         (

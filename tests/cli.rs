@@ -181,6 +181,7 @@ fn reference_config_documents_every_key() {
         "auth.login_url",
         "auth.allowed_origins",
         "admin.path_prefix",
+        "admin.console",
         "jwt.algorithms",
         "jwt.issuer",
         "jwt.audience",
@@ -615,6 +616,67 @@ async fn demo_walkthrough_works_as_printed() {
     assert_eq!(events[0]["actor_subject"], "ada");
     assert_eq!(events[0]["reason"], "demo");
     assert_eq!(events[0]["category"], "security_incident");
+}
+
+#[tokio::test]
+async fn demo_browser_story_signs_in_with_a_cookie_and_sends_alice_back_to_sign_in() {
+    let mut command = sessiongate(&["demo"]);
+    command.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = Killed(command.spawn().expect("sessiongate demo starts"));
+    let demo = read_walkthrough(&mut child.0);
+    let client = support::client();
+    let browse = |path: &str, cookie: Option<&str>| {
+        let request = client
+            .get(format!("{}{path}", demo.base))
+            .header("accept", "text/html");
+        match cookie {
+            Some(cookie) => request.header("cookie", cookie),
+            None => request,
+        }
+        .send()
+    };
+    // Signed out, the product sends the browser to the sign-in page, which is public.
+    let rsp = browse("/next", None).await.unwrap();
+    assert_eq!(rsp.status(), 302);
+    let login = format!("{}/signin?return_to=%2Fnext", demo.base);
+    assert_eq!(rsp.headers()["location"], login.as_str());
+    let page = browse("/signin?return_to=%2Fnext", None).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Sign in as ada"));
+    // Signing in sets the HttpOnly token cookie and goes back where the user was.
+    let mut cookies = Vec::new();
+    for user in ["alice", "ada"] {
+        let rsp = browse(&format!("/signin/{user}?return_to=%2Fnext"), None)
+            .await
+            .unwrap();
+        assert_eq!(rsp.status(), 302);
+        assert_eq!(rsp.headers()["location"], "/next");
+        let set = rsp.headers()["set-cookie"].to_str().unwrap();
+        assert!(
+            set.starts_with("sg_session=") && set.contains("HttpOnly"),
+            "{set}"
+        );
+        cookies.push(set.split(';').next().unwrap().to_string());
+    }
+    let (alice, ada) = (&cookies[0], &cookies[1]);
+    let hello = browse("/next", Some(alice)).await.unwrap();
+    assert!(hello.text().await.unwrap().contains("Hello alice"));
+    // ada logs everyone out from the console's origin; alice's next click signs her out.
+    let rsp = client
+        .post(format!(
+            "{}/_sessiongate/v1/workspaces/acme/logout-all",
+            demo.base
+        ))
+        .header("cookie", ada)
+        .header("origin", &demo.base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 200);
+    let rsp = browse("/next", Some(alice)).await.unwrap();
+    assert_eq!(rsp.status(), 302);
+    assert_eq!(rsp.headers()["location"], login.as_str());
+    assert_eq!(browse("/next", Some(ada)).await.unwrap().status(), 200);
 }
 
 // ============================================================================

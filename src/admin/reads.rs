@@ -1,13 +1,16 @@
-//! The read endpoints: a workspace's session state and its audit trail.
+//! The read endpoints: the caller itself, a workspace's session state, its activity and
+//! its audit trail.
 
-use http::{Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use serde_json::json;
 
-use crate::auth::session_id_prefix;
+use super::access;
+use crate::auth::{Caller, session_id_prefix};
 use crate::clock;
+use crate::sessions::WINDOW_SECS;
 use crate::state::AppState;
 use crate::store::Scope;
-use crate::web::{self, Body, GatewayError};
+use crate::web::{self, Body, ConnInfo, GatewayError};
 
 const DEFAULT_AUDIT_LIMIT: usize = 50;
 const MAX_AUDIT_LIMIT: usize = 1000;
@@ -25,6 +28,40 @@ pub(super) fn sessions(state: &AppState, workspace: &str) -> Response<Body> {
         "preserved_session": preserved,
     });
     web::json(StatusCode::OK, &answer)
+}
+
+/// `GET .../v1/me`: who the token is, for a page that cannot read an `HttpOnly` cookie.
+pub(super) fn me<B>(
+    state: &AppState,
+    caller: &Caller,
+    req: &Request<B>,
+    conn: &ConnInfo,
+) -> Response<Body> {
+    let claims = &caller.claims;
+    let trusted = &state.config.server.trusted_proxies;
+    let answer = json!({
+        "workspace": claims.workspace,
+        "subject": claims.subject,
+        "session": session_id_prefix(&claims.session_id),
+        "is_admin": access::is_admin(state, caller),
+        "client_ip": web::client_ip(conn.peer, req.headers(), trusted).to_string(),
+    });
+    web::json(StatusCode::OK, &answer)
+}
+
+/// `GET .../activity`: distinct sessions and users of the last hour, fleet-wide.
+pub(super) async fn activity(
+    state: &AppState,
+    workspace: &str,
+) -> Result<Response<Body>, GatewayError> {
+    let counted = state.sessions.activity(&state.store, workspace).await?;
+    let answer = json!({
+        "workspace": workspace,
+        "window_secs": WINDOW_SECS,
+        "active_sessions": counted.sessions,
+        "active_users": counted.users,
+    });
+    Ok(web::json(StatusCode::OK, &answer))
 }
 
 /// `GET .../audit?limit=N`: the newest records first, from the store.

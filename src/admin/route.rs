@@ -9,8 +9,17 @@ use crate::web::GatewayError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Route {
     Logout(LogoutRoute),
-    Sessions { workspace: String },
-    Audit { workspace: String },
+    Sessions {
+        workspace: String,
+    },
+    Activity {
+        workspace: String,
+    },
+    Audit {
+        workspace: String,
+    },
+    /// The caller itself: what the console needs to know about it.
+    Me,
 }
 
 /// Which logout a `POST` asks for.
@@ -68,6 +77,10 @@ impl Route {
                 (Self::Logout(user), "POST")
             }
             ["v1", "me", "logout-others"] => (Self::Logout(LogoutRoute::Others), "POST"),
+            ["v1", "me"] => (Self::Me, "GET"),
+            ["v1", "workspaces", w, "activity"] if named(w) => {
+                (Self::Activity { workspace: ws(w) }, "GET")
+            }
             ["v1", "workspaces", w, "sessions"] if named(w) => {
                 (Self::Sessions { workspace: ws(w) }, "GET")
             }

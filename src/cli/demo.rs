@@ -1,25 +1,21 @@
 //! `sessiongate demo`: the whole product on one machine with no setup, for trying it out.
 //!
-//! A gateway, a small built-in upstream, an embedded store in a temporary directory and a
-//! random HMAC key. Never for production: the key and the store vanish on exit.
+//! A gateway, a small built-in product (a hello page and a sign-in page that sets the
+//! token cookie), an embedded store in a temporary directory and a random HMAC key. Never
+//! for production: the key and the store vanish on exit.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use serde_json::json;
 use tokio::net::TcpListener;
 
 use super::mint::{MintError, TokenRequest, mint};
 use crate::config::Config;
-use crate::web::{self, Body};
 use crate::{Listeners, RunError};
+
+mod product;
 
 /// Why the demo could not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,47 +36,55 @@ pub async fn run(shutdown: impl Future<Output = ()>) -> Result<(), DemoError> {
     let secret_path = dir.path().join("hmac.secret");
     std::fs::write(&secret_path, random_secret())?;
     let upstream = TcpListener::bind("127.0.0.1:0").await?;
-    let upstream_addr = upstream.local_addr()?;
-    tokio::spawn(serve_upstream(upstream));
     // 8080 makes the printed commands predictable; any free port will do if it is taken.
     let main = match TcpListener::bind("127.0.0.1:8080").await {
         Ok(listener) => listener,
         Err(_) => TcpListener::bind("127.0.0.1:0").await?,
     };
+    let base = format!("http://{}", main.local_addr()?);
     let text = format!(
         r#"
-        upstream.url = "http://{upstream_addr}"
+        upstream.url = "http://{upstream}"
         ops.listen = ""
         log.format = "pretty"
         log.level = "warn"
         store.path = "{store}"
         jwt.algorithms = ["HS256"]
+        auth.cookie = "{cookie}"
+        auth.login_url = "{base}{sign_in}"
+        auth.public_paths = ["{sign_in}", "{sign_in}/*"]
         [[jwt.keys]]
         hmac_secret_file = "{secret}"
         "#,
+        upstream = upstream.local_addr()?,
         store = dir.path().join("sessiongate.redb").display(),
         secret = secret_path.display(),
+        cookie = product::COOKIE,
+        sign_in = product::SIGN_IN,
     );
     let config = Config::from_toml(&text, &[])?;
     crate::ops::init_logging(&config.log);
-    let token = |subject: &str, roles: &[&str]| {
-        let request = TokenRequest {
-            subject: subject.into(),
-            workspace: "acme".into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            ttl: Duration::from_secs(8 * 3600),
-            issued_at: None,
-        };
-        mint(&config, &request)
-    };
+    tokio::spawn(product::serve(upstream, Arc::new(config.clone())));
     print_walkthrough(
         main.local_addr()?,
-        &token("alice", &[])?,
-        &token("ada", &["admin"])?,
+        &token(&config, "alice", &[])?,
+        &token(&config, "ada", &["admin"])?,
         &config.admin_prefix,
     );
     crate::run(config, Listeners { main, ops: None }, shutdown).await?;
     Ok(())
+}
+
+/// A token of workspace acme for `subject`, valid eight hours from now.
+fn token(config: &Config, subject: &str, roles: &[&str]) -> Result<String, MintError> {
+    let request = TokenRequest {
+        subject: subject.into(),
+        workspace: "acme".into(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        ttl: Duration::from_secs(8 * 3600),
+        issued_at: None,
+    };
+    mint(config, &request)
 }
 
 fn random_secret() -> String {
@@ -94,6 +98,16 @@ fn print_walkthrough(addr: SocketAddr, user: &str, admin: &str, prefix: &str) {
     println!(
         r#"
 sessiongate demo: gateway on {base}, workspace "acme" (Ctrl-C to stop)
+
+In a browser:
+  1. open {base}/ in one window and sign in as alice (a user);
+  2. open {base}/ in a private window (its own cookies) and sign in as ada (an admin);
+  3. as ada, open Security settings ({base}{prefix}/console/), press "Log all users out",
+     type acme and confirm;
+  4. in alice's window, click "Another page": she lands on the sign-in page. ada's
+     window still works.
+
+With curl:
 
   USER='{user}'
   ADMIN='{admin}'
@@ -114,34 +128,4 @@ sessiongate demo: gateway on {base}, workspace "acme" (Ctrl-C to stop)
   curl -s {base}{prefix}/v1/workspaces/acme/audit -H "Authorization: Bearer $ADMIN"
 "#
     );
-}
-
-async fn serve_upstream(listener: TcpListener) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let service = service_fn(|req| async move { Ok::<_, Infallible>(echo(&req)) });
-        tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
-    }
-}
-
-/// The demo product: says hello and shows the identity the gateway vouched for.
-fn echo(req: &Request<Incoming>) -> Response<Body> {
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    web::json(
-        StatusCode::OK,
-        &json!({
-            "message": "hello from the demo upstream",
-            "path": req.uri().path(),
-            "x-auth-subject": header("x-auth-subject"),
-            "x-auth-workspace": header("x-auth-workspace"),
-            "x-auth-session": header("x-auth-session"),
-        }),
-    )
 }

@@ -76,6 +76,8 @@ pub struct RawAuth {
 #[serde(deny_unknown_fields, default)]
 pub struct RawAdmin {
     pub path_prefix: String,
+    /// Serve the Security settings page under the prefix (SPEC section 12).
+    pub console: bool,
 }
 
 /// `[jwt]`
@@ -213,6 +215,7 @@ impl Default for RawAdmin {
     fn default() -> Self {
         Self {
             path_prefix: "/_sessiongate".into(),
+            console: true,
         }
     }
 }

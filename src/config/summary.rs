@@ -66,6 +66,7 @@ impl Config {
             ),
             line("auth.login_url", or(&auth.login_url, "unset (401 JSON)")),
             line("admin.path_prefix", &self.admin_prefix),
+            line("admin.console", self.admin_console),
         ]
     }
 

@@ -31,6 +31,7 @@ impl TryFrom<RawConfig> for Config {
             upstream: upstream(raw.upstream, &mut warnings)?,
             auth: auth(raw.auth)?,
             admin_prefix: admin_prefix(&raw.admin.path_prefix)?,
+            admin_console: raw.admin.console,
             jwt: jwt(raw.jwt, &mut warnings)?,
             sessions: sessions(raw.sessions)?,
             store: store(raw.store, &mut warnings)?,

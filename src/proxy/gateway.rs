@@ -73,6 +73,9 @@ impl Gateway {
         }
         state.open_gate()?;
         let caller = self.authenticate(&req).await?;
+        if let Some(caller) = &caller {
+            state.sessions.seen(&caller.claims.session(), clock::now());
+        }
         record.caller = caller.as_ref().map(|c| c.claims.clone());
         let upgrade = websocket_upgrade(&req);
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));

@@ -83,8 +83,9 @@ impl Cutoffs {
         Ok(())
     }
 
-    /// Installs `cutoff` for `scope` unless the same or a newer version is already there.
-    pub fn apply(&self, scope: &Scope, cutoff: Cutoff) {
+    /// Installs `cutoff` for `scope` unless the same or a newer version is already there;
+    /// returns whether it did.
+    pub fn apply(&self, scope: &Scope, cutoff: Cutoff) -> bool {
         let workspace_name = scope.workspace();
         // Look up before inserting: `entry` would allocate the key on every call, and a
         // resync applies every stored cutoff again.
@@ -99,6 +100,15 @@ impl Cutoffs {
         if changed {
             self.changes.send_modify(|generation| *generation += 1);
         }
+        changed
+    }
+
+    /// The version of the workspace's cutoff in force (0: none).
+    pub fn workspace_version(&self, workspace: &str) -> u64 {
+        self.workspaces
+            .get(workspace)
+            .and_then(|ws| ws.cutoff.as_ref().map(|c| c.version))
+            .unwrap_or(0)
     }
 
     /// The cutoff currently enforced for `scope`.

@@ -23,6 +23,8 @@ pub(super) struct SessionMetrics {
     pub(super) store_disconnects: Counter,
     /// Shared store only: full resyncs completed (after each connect, every resync_secs).
     pub(super) store_resyncs: Counter,
+    /// Workspaces with an activity window in memory (each at most 7 x 2 sketches).
+    pub(super) activity_windows: Gauge,
 }
 
 /// `action`: logout_all, user_logout, logout_others.
@@ -42,11 +44,15 @@ impl SessionMetrics {
                 action: action.as_str(),
             });
         }
-        let [store_up, cutoffs_loaded] = [
+        let [store_up, cutoffs_loaded, activity_windows] = [
             ("store_up", "1 when the store answers"),
             (
                 "cutoffs_loaded",
                 "Cutoffs loaded from the store (at start; shared store: at the last resync)",
+            ),
+            (
+                "activity_windows",
+                "Workspaces whose activity of the last hour is counted in memory",
             ),
         ]
         .map(|(name, help)| registered(registry, name, help, Gauge::default()));
@@ -61,6 +67,7 @@ impl SessionMetrics {
             store_sync_age: registered(registry, "store_sync_age_seconds", age, Gauge::default()),
             store_up,
             cutoffs_loaded,
+            activity_windows,
             store_disconnects,
             store_resyncs,
         }

@@ -8,6 +8,8 @@
 //! P audit:<workspace> list   audit record JSON, newest first
 //! P changes           pub/sub channel: the records of every commit, as a JSON array
 //! P outbox:...        the events outbox (see `outbox`)
+//! P activity:instances          sorted set   instance -> unix ms of its last share
+//! P activity:<instance>:<ws>    string       that instance's activity share (expires)
 //! ```
 //!
 //! Every commit is one Lua script, so the compares (keep the higher cutoff), the writes,
@@ -118,6 +120,7 @@ struct Keys {
     workspaces: String,
     users: String,
     channel: String,
+    activity_instances: String,
 }
 
 /// Whether this instance is in step with Redis, and since when.
@@ -296,6 +299,63 @@ impl RedisStore {
         })
     }
 
+    /// Publishes this instance's activity shares, `(workspace, share)` pairs, each kept for
+    /// `ttl`. Not a change of state: nothing to audit, nothing to publish.
+    pub async fn share_activity(
+        &self,
+        instance: &str,
+        shares: &[(String, String)],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.command_connection()?;
+        let now = unix_millis();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let instances = &self.keys.activity_instances;
+        let mut pipe = redis::pipe();
+        pipe.zadd(instances, instance, now).ignore();
+        // Instances gone for longer than a share lives are forgotten.
+        pipe.zrembyscore(instances, "-inf", now.saturating_sub(ttl_ms))
+            .ignore();
+        pipe.pexpire(instances, i64::try_from(ttl_ms).unwrap_or(i64::MAX))
+            .ignore();
+        for (workspace, share) in shares {
+            let key = self.keys.activity(instance, workspace);
+            pipe.pset_ex(key, share, ttl_ms).ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// The latest activity shares of `workspace` by every instance but `except` that
+    /// shared within `ttl`.
+    pub async fn activity(
+        &self,
+        workspace: &str,
+        except: &str,
+        ttl: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.command_connection()?;
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let fresh = unix_millis().saturating_sub(ttl_ms);
+        let instances: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&self.keys.activity_instances)
+            .arg(fresh)
+            .arg("+inf")
+            .query_async(&mut conn)
+            .await?;
+        let keys: Vec<String> = instances
+            .iter()
+            .filter(|instance| instance.as_str() != except)
+            .map(|instance| self.keys.activity(instance, workspace))
+            .collect();
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let shares: Vec<Option<String>> =
+            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        Ok(shares.into_iter().flatten().collect())
+    }
+
     /// The newest `limit` audit records of `workspace`, newest first.
     pub(super) async fn audit(
         &self,
@@ -338,6 +398,11 @@ async fn within<T>(
         .map_err(StoreError::Redis)
 }
 
+fn unix_millis() -> u64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since_epoch.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 // === impl Keys ===
 
 impl Keys {
@@ -347,7 +412,13 @@ impl Keys {
             workspaces: format!("{prefix}workspaces"),
             users: format!("{prefix}users"),
             channel: format!("{prefix}changes"),
+            activity_instances: format!("{prefix}activity:instances"),
         }
+    }
+
+    /// An instance id never contains `:`, so each (instance, workspace) has its own key.
+    fn activity(&self, instance: &str, workspace: &str) -> String {
+        format!("{}activity:{instance}:{workspace}", self.prefix)
     }
 
     fn audit(&self, workspace: &str) -> String {
