@@ -1,35 +1,52 @@
-//! What is in force, in memory: every cutoff and preserved session of the store, loaded
-//! before the gateway reports ready and kept in step with the store afterwards.
+//! What is in force, in memory: every cutoff and preserved session of the store, and the
+//! identity-provider sessions signals revoked, loaded before the gateway reports ready and
+//! kept in step with the store afterwards.
 //!
 //! The request path only reads here (step 5 of the acceptance rule) and never waits on the
 //! store. Every change, whatever its trigger, goes through one write path (`commit`): the
 //! store first, then memory, then the audit log line.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
+use crate::clock;
 use crate::store::{Cutoff, Record, Scope, Store, StoreError};
 
 mod commit;
 mod cutoffs;
 mod metrics;
+mod revoked;
 mod sync;
 
 use cutoffs::Cutoffs;
 use metrics::SessionMetrics;
+use revoked::RevokedSids;
 
 pub use cutoffs::{Refusal, Session};
 pub use sync::keep_in_sync;
+
+/// How often expired revocations are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Everything the session rule enforces, and whether it is complete yet.
 #[derive(Debug)]
 pub struct Sessions {
     cutoffs: Cutoffs,
+    revoked: RevokedSids,
+    /// Bumped on every change, so open tunnels and streams can re-check their session.
+    changes: watch::Sender<u64>,
     /// Set once every stored cutoff is in memory; until then requests get 503.
     loaded: AtomicBool,
     metrics: SessionMetrics,
+}
+
+/// The cutoff a logout sets at time `now` (SPEC section 1, step 5): every token issued
+/// at or before `now` fails, even within the same second.
+pub fn cutoff_at(now: f64, invalidation_margin_secs: i64) -> i64 {
+    now.floor() as i64 + 1 + invalidation_margin_secs
 }
 
 // === impl Sessions ===
@@ -39,20 +56,29 @@ impl Sessions {
     pub fn new(registry: &mut Registry) -> Self {
         Self {
             cutoffs: Cutoffs::default(),
+            revoked: RevokedSids::default(),
+            changes: watch::Sender::new(0),
             loaded: AtomicBool::new(false),
             metrics: SessionMetrics::register(registry),
         }
     }
 
     /// Step 5 at time `now`: the workspace cutoff, then the user's, each unless this
-    /// session is the preserved one (which ends with its token's `exp`).
+    /// session is the preserved one (which ends with its token's `exp`); then the user's
+    /// subject-wide cutoff and the identity provider's revoked sessions.
     pub fn check(&self, session: &Session<'_>, now: f64) -> Result<(), Refusal> {
-        self.cutoffs.check(session, now)
+        self.cutoffs.check(session, now)?;
+        match session.sid {
+            Some(sid) if self.revoked.is_revoked(sid, session.workspace, now) => {
+                Err(Refusal::Revoked)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Notified after every change, so open tunnels and streams re-check their session.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.cutoffs.subscribe()
+        self.changes.subscribe()
     }
 
     /// The cutoff currently enforced for `scope`.
@@ -63,8 +89,25 @@ impl Sessions {
     /// Installs a record of the store (committed here, published by another instance,
     /// or read by a load); versions keep newer ones already here.
     pub fn apply(&self, record: Record) {
-        match record {
+        let changed = match record {
             Record::Cutoff { scope, cutoff } => self.cutoffs.apply(&scope, cutoff),
+            Record::RevokedSid {
+                workspace,
+                sid,
+                revoked,
+            } => self.revoked.apply(workspace.as_deref(), &sid, revoked),
+        };
+        if changed {
+            self.changes.send_modify(|generation| *generation += 1);
+        }
+    }
+
+    /// Forgets expired revocations every minute, for as long as it is polled. Nothing to
+    /// notify: an expiry only lets tokens pass again.
+    pub async fn forget_expired(&self) {
+        loop {
+            tokio::time::sleep(PRUNE_EVERY).await;
+            self.revoked.prune(clock::now());
         }
     }
 
