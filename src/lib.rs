@@ -19,6 +19,9 @@
 //!                 Err(e) -> e.into_response()   (web/error: the only place an error becomes a response)
 //!                 one access-log event + metrics per request (proxy/access)
 //! admin           route -> authenticate -> authorize -> Sessions::commit -> 200
+//! signals         {prefix}/v1/signals/*: logout token | SET -> issuer keys -> checks
+//!                 -> Sessions::commit -> 200 | 202; SCIM paths: product 2xx deactivation
+//!                 -> Sessions::commit -> the product's answer (no token check)
 //! sessions        commit: store (fsync | Redis script + PUBLISH) -> memory -> audit log line
 //!                 keep_in_sync (redis): subscribe -> resync -> apply published changes
 //! auth/keys/ring  (jwks_url) fetch at start -> refresh every refresh_secs -> publish a KeySet
@@ -27,8 +30,9 @@
 //! Rooms, and the way their dependencies fall (none points back up):
 //!
 //! ```text
-//! main -> run (here), cli -> proxy -> admin -> state -> web -> auth -> sessions -> store -> config
-//!                              ops ---------/
+//! main -> run (here), cli -> proxy -> admin   -> state -> web -> auth -> sessions -> store -> config
+//!                                 \-> signals -/
+//!                              ops -----------/
 //! leaves every room may use: clock, tls, ops::GaugeGuard and the metrics registry
 //! ```
 //!
@@ -53,6 +57,7 @@ pub mod config;
 pub mod ops;
 pub mod proxy;
 pub mod sessions;
+pub mod signals;
 pub mod state;
 pub mod store;
 pub mod tls;
@@ -87,6 +92,8 @@ pub enum RunError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Upstream(#[from] proxy::UpstreamSetupError),
+    #[error(transparent)]
+    Signals(#[from] signals::SignalsSetupError),
     #[error("cannot handle SIGHUP: {0}")]
     Signal(#[source] std::io::Error),
 }
@@ -112,8 +119,17 @@ pub async fn run(
     let store = store::Store::open(&config.store).await?;
     let mut registry = ops::registry();
     let state = Arc::new(AppState::new(config, keys, store, &mut registry));
-    let proxy = Arc::new(proxy::Proxy::new(state.clone(), upstream, &mut registry));
+    let auth_metrics = state.verifier.metrics().clone();
+    let signals = signals::Signals::new(&state.config, auth_metrics, &mut registry)?;
     state.verifier.spawn_refreshers(state.shutdown.clone());
+    signals.spawn_refreshers(&state.shutdown);
+    spawn_forgetting(&state);
+    let proxy = Arc::new(proxy::Proxy::new(
+        state.clone(),
+        upstream,
+        signals,
+        &mut registry,
+    ));
     let announce = Announce::new(&listeners);
     let registry = Arc::new(registry);
     let ops_task = listeners
@@ -147,6 +163,17 @@ fn spawn_hangup_handler(
         None => tokio::spawn(tls::ignore_hangups(hangup)),
     };
     Ok(())
+}
+
+/// Expired revocations of identity-provider sessions leave memory in the background.
+fn spawn_forgetting(state: &Arc<AppState>) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = state.sessions.forget_expired() => {}
+            () = state.shutdown.cancelled() => {}
+        }
+    });
 }
 
 /// A local store is loaded here, and a failure stops the start. A shared one is loaded

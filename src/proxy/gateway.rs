@@ -65,13 +65,21 @@ impl Gateway {
         let state = &self.proxy.state;
         let path = req.uri().path();
         config::check_path(path)?;
+        let signals = &self.proxy.signals;
         if config::is_under(path, &state.config.admin_prefix) {
             record.admin = true;
-            // Boxed: the admin future is large and rare; inline it would make every
-            // request's future (moved on each poll setup) that much bigger.
-            return Box::pin(admin::handle(state, req, &self.conn)).await;
+            // Boxed: these futures are large and rare; inline they would make every
+            // request's future (moved on each poll setup) that much bigger. Signals need
+            // no user token, so they are routed before the admin API authenticates.
+            return match signals.handles(path) {
+                true => Box::pin(signals.handle(state, req, &self.conn)).await,
+                false => Box::pin(admin::handle(state, req, &self.conn)).await,
+            };
         }
         state.open_gate()?;
+        if let Some(route) = signals.scim_route(path) {
+            return Box::pin(self.forward_scim(req, route, record)).await;
+        }
         let caller = self.authenticate(&req).await?;
         record.caller = caller.as_ref().map(|c| c.claims.clone());
         let upgrade = websocket_upgrade(&req);
@@ -88,6 +96,29 @@ impl Gateway {
         record.upstream_status = Some(response.status().as_u16());
         self.recheck(caller.as_ref())?;
         Ok(self.respond(response, client_upgrade, caller))
+    }
+
+    /// A SCIM request of the identity provider: forwarded without the token check (the
+    /// product checks its SCIM credentials), its answer watched by the signals room.
+    async fn forward_scim(
+        &self,
+        req: Request<Incoming>,
+        route: config::ScimMatch,
+        record: &mut AccessRecord,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (state, signals) = (&self.proxy.state, &self.proxy.signals);
+        let (mut req, exchange) = signals.scim_request(state, req, route, &self.conn).await?;
+        let forwarding = Forwarding {
+            caller: None,
+            conn: &self.conn,
+            upgrade: None,
+        };
+        self.proxy.upstream.prepare(&mut req, &forwarding);
+        let sent = Instant::now();
+        let response = self.proxy.upstream.send_buffered(req).await?;
+        record.upstream_elapsed = Some(sent.elapsed());
+        record.upstream_status = Some(response.status().as_u16());
+        signals.scim_response(state, exchange, response).await
     }
 
     /// Step 2 and 3, unless the path is public (`None`).

@@ -13,9 +13,14 @@ impl Sessions {
     /// when the store fails.
     pub async fn commit(&self, store: &Store, change: Change) -> Result<Committed, StoreError> {
         let action = change.audit.action;
-        let committed = store.commit(change).await.inspect_err(|error| {
-            tracing::error!(%error, action = action.as_str(), "change not committed");
-        })?;
+        let committed = store
+            .commit(change)
+            .await
+            .inspect_err(|error| match error {
+                // Not a failure: the signal it carries was committed before.
+                StoreError::Replayed => {}
+                error => tracing::error!(%error, action = action.as_str(), "change not committed"),
+            })?;
         committed
             .records
             .iter()
