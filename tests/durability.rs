@@ -428,11 +428,7 @@ async fn a_store_that_cannot_grow_answers_503_changes_nothing_and_recovers() {
         if rsp.status() == 503 {
             let body: Value = rsp.json().await.unwrap();
             assert_eq!(body, json!({"error": "store_unavailable"}));
-            assert_eq!(
-                snapshot(&gw, "acme", &ada).await,
-                before,
-                "round {round}"
-            );
+            assert_eq!(snapshot(&gw, "acme", &ada).await, before, "round {round}");
             refused_at = Some(round);
             break;
         }

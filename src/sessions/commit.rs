@@ -41,6 +41,8 @@ fn log_audit(record: &AuditRecord) {
         workspace = record.workspace,
         action = record.action.as_str(),
         subject = record.subject,
+        sid = record.sid,
+        event = record.event,
         actor_subject = record.actor_subject,
         actor_session = record.actor_session,
         category = record.category.map(Category::as_str),

@@ -324,9 +324,13 @@ impl RedisStore {
             .arg(&self.keys.channel)
             .invoke_async(&mut conn)
             .await
-            .map_err(|error| match error.code() {
-                Some(REPLAYED) => StoreError::Replayed,
-                _ => StoreError::Redis(error),
+            .map_err(|error| {
+                // Redis answers a script's error reply as `ERR REPLAYED` (older) or
+                // `REPLAYED` (newer): either names the signal as replayed.
+                match error.code() == Some(REPLAYED) || error.detail() == Some(REPLAYED) {
+                    true => StoreError::Replayed,
+                    false => StoreError::Redis(error),
+                }
             })?;
         Ok(Committed {
             records: Published::decode(message.as_bytes())?.0,
