@@ -51,18 +51,16 @@ pub(super) async fn receive(
     signals.issuers.verify(issuer, &jws).await?;
     let clock = signals.clock(state);
     let logout = LogoutToken::read(&jws.payload, issuer, clock)?;
+    // Past `exp` (and the leeway) a replay is refused as expired anyway.
+    let forget_after = (logout.exp + clock.leeway).ceil() as i64;
     let accepted = Accepted {
-        action: Action::BackchannelLogout,
-        actor: issuer.config.issuer.clone(),
-        actor_session: format!("jti:{}", logout.jti),
-        once: Some((
-            logout.jti.to_string(),
-            (logout.exp + clock.leeway).ceil() as i64,
-        )),
-        event: None,
-        reason: None,
-        category: None,
         target: logout.target(issuer),
+        ..Accepted::signed(
+            Action::BackchannelLogout,
+            &issuer.config.issuer,
+            logout.jti,
+            forget_after,
+        )
     };
     Ok(commit::commit(state, accepted, sender).await?)
 }

@@ -150,6 +150,25 @@ fn audit_record(accepted: &Accepted, sender: &Sender, now: f64) -> AuditRecord {
     }
 }
 
+// === impl Accepted ===
+
+impl Accepted {
+    /// A signed signal of `issuer` named by its `jti`, remembered until `forget_after`
+    /// (unix seconds); it changes nothing until a target is set.
+    pub(super) fn signed(action: Action, issuer: &str, jti: &str, forget_after: i64) -> Self {
+        Self {
+            action,
+            actor: issuer.to_string(),
+            actor_session: format!("jti:{jti}"),
+            once: Some((jti.to_string(), forget_after)),
+            event: None,
+            reason: None,
+            category: None,
+            target: Target::Nothing,
+        }
+    }
+}
+
 // === impl Sender ===
 
 impl Sender {

@@ -61,19 +61,18 @@ pub(super) async fn receive(
     let clock = signals.clock(state);
     let ttl = state.config.sessions.revoked_sid_ttl_secs;
     let set = Set::read(&jws.payload, issuer, clock, ttl)?;
+    // Past this, `iat` is older than the TTL and a replay is refused anyway.
+    let forget_after = set.iat.max(clock.now).ceil() as i64 + ttl + 1;
     let accepted = Accepted {
-        action: Action::SsfEvent,
-        actor: issuer.config.issuer.clone(),
-        actor_session: format!("jti:{}", set.jti),
-        // Past this, `iat` is older than the TTL and a replay is refused anyway.
-        once: Some((
-            set.jti.to_string(),
-            set.iat.max(clock.now).ceil() as i64 + ttl + 1,
-        )),
         event: Some(set.uri.to_string()),
         reason: set.reason(),
-        category: None,
         target: set.target(issuer)?,
+        ..Accepted::signed(
+            Action::SsfEvent,
+            &issuer.config.issuer,
+            set.jti,
+            forget_after,
+        )
     };
     Ok(commit::commit(state, accepted, sender).await?)
 }

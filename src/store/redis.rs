@@ -69,16 +69,21 @@ end
 local first_cutoff = nil
 local apply = {}
 
-function apply.cutoff(effect)
-  local valid_after = effect.valid_after
+-- `wanted`, raised to what the hash already holds under `name` (values never move back),
+-- and the next version of the field.
+local function raised(effect, name, wanted)
   local version = 0
   local current = redis.call('HGET', effect.key, effect.field)
   if current then
     local stored = cjson.decode(current)
-    valid_after = math.max(valid_after, stored.valid_after)
+    wanted = math.max(wanted, stored[name])
     version = stored.version
   end
-  version = math.max(version + 1, clock)
+  return wanted, math.max(version + 1, clock)
+end
+
+function apply.cutoff(effect)
+  local valid_after, version = raised(effect, 'valid_after', effect.valid_after)
   local cutoff = string.format('{"valid_after":%d,"preserved":%s,"version":%d}',
     valid_after, effect.preserved, version)
   redis.call('HSET', effect.key, effect.field, cutoff)
@@ -87,15 +92,7 @@ function apply.cutoff(effect)
 end
 
 function apply.revoked_sid(effect)
-  local expires_at = effect.expires_at
-  local version = 0
-  local current = redis.call('HGET', effect.key, effect.field)
-  if current then
-    local stored = cjson.decode(current)
-    expires_at = math.max(expires_at, stored.expires_at)
-    version = stored.version
-  end
-  version = math.max(version + 1, clock)
+  local expires_at, version = raised(effect, 'expires_at', effect.expires_at)
   local revoked = string.format('{"expires_at":%d,"version":%d}', expires_at, version)
   redis.call('HSET', effect.key, effect.field, revoked)
   redis.call('ZADD', effect.index, expires_at, effect.field)

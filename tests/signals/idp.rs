@@ -6,10 +6,8 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
@@ -18,10 +16,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::support::{self, Gateway, GatewayBuilder, Signer, Upstream};
+pub use crate::support::until;
+use crate::support::{self, Gateway, GatewayBuilder, Signer, TokenBuilder, Upstream};
 
 /// The `iss` of the test identity provider, and the `aud` its signals carry.
 pub const ISSUER: &str = "https://idp.test";
@@ -43,11 +42,7 @@ pub const SSF_PATH: &str = "/_sessiongate/v1/signals/ssf";
 
 /// A logout token or SET under construction: full control over header and claims.
 #[derive(Debug, Clone)]
-pub struct Signal {
-    header: Map<String, Value>,
-    claims: Map<String, Value>,
-    signer: Signer,
-}
+pub struct Signal(TokenBuilder);
 
 /// A unique `jti`.
 pub fn jti() -> String {
@@ -60,42 +55,21 @@ pub fn jti() -> String {
     )
 }
 
-fn object(value: Value) -> Map<String, Value> {
-    value.as_object().expect("a JSON object").clone()
-}
-
 impl Signal {
     /// A valid OIDC back-channel logout token for `sub`, RS256 with the fixture key.
     pub fn logout(sub: &str) -> Self {
         let now = support::now().floor();
-        Self {
-            header: object(json!({"alg": "RS256", "typ": "logout+jwt"})),
-            claims: object(json!({
-                "iss": ISSUER,
-                "aud": AUDIENCE,
-                "iat": now,
-                "exp": now + 120.0,
-                "jti": jti(),
-                "sub": sub,
-                "events": {BACKCHANNEL_EVENT: {}},
-            })),
-            signer: Signer::Rs256,
-        }
+        Self::from_issuer(support::token().sub(sub))
+            .header("typ", json!("logout+jwt"))
+            .claim("exp", json!(now + 120.0))
+            .claim("events", json!({BACKCHANNEL_EVENT: {}}))
     }
 
     /// A valid Security Event Token carrying one event `uri` with payload `event`.
     pub fn set(uri: &str, event: Value) -> Self {
-        Self {
-            header: object(json!({"alg": "RS256", "typ": "secevent+jwt"})),
-            claims: object(json!({
-                "iss": ISSUER,
-                "aud": AUDIENCE,
-                "iat": support::now().floor(),
-                "jti": jti(),
-                "events": {uri: event},
-            })),
-            signer: Signer::Rs256,
-        }
+        Self::from_issuer(support::token().without("sub").without("exp"))
+            .header("typ", json!("secevent+jwt"))
+            .claim("events", json!({ uri: event }))
     }
 
     /// A SET of `event` (`caep/...`, `risc/...` name) about `subject`, in the event.
@@ -103,47 +77,41 @@ impl Signal {
         Self::set(uri, json!({ "subject": subject }))
     }
 
-    pub fn claim(mut self, name: &str, value: Value) -> Self {
-        self.claims.insert(name.into(), value);
-        self
+    /// The test issuer's claims on `token`'s (issued now, fresh `jti`), RS256-signed.
+    fn from_issuer(token: TokenBuilder) -> Self {
+        let token = token
+            .without("workspace_id")
+            .claim("iss", json!(ISSUER))
+            .claim("aud", json!(AUDIENCE))
+            .claim("jti", json!(jti()))
+            .signed_with(Signer::Rs256);
+        Self(token)
     }
 
-    pub fn without(mut self, name: &str) -> Self {
-        self.claims.remove(name);
-        self
+    pub fn claim(self, name: &str, value: Value) -> Self {
+        Self(self.0.claim(name, value))
     }
 
-    pub fn header(mut self, name: &str, value: Value) -> Self {
-        self.header.insert(name.into(), value);
-        self
+    pub fn without(self, name: &str) -> Self {
+        Self(self.0.without(name))
     }
 
-    pub fn without_header(mut self, name: &str) -> Self {
-        self.header.remove(name);
-        self
+    pub fn header(self, name: &str, value: Value) -> Self {
+        Self(self.0.header(name, value))
+    }
+
+    pub fn without_header(self, name: &str) -> Self {
+        Self(self.0.without_header(name))
     }
 
     /// Signs with `signer`, the header's `alg` following.
-    pub fn signed_with(mut self, signer: Signer) -> Self {
-        self.signer = signer;
-        self.header
-            .insert("alg".into(), json!(format!("{:?}", signer.algorithm())));
-        self
-    }
-
-    fn input(&self) -> String {
-        let header = URL_SAFE_NO_PAD.encode(Value::Object(self.header.clone()).to_string());
-        let claims = URL_SAFE_NO_PAD.encode(Value::Object(self.claims.clone()).to_string());
-        format!("{header}.{claims}")
+    pub fn signed_with(self, signer: Signer) -> Self {
+        Self(self.0.signed_with(signer))
     }
 
     /// The compact token.
     pub fn sign(&self) -> String {
-        let input = self.input();
-        let key = self.signer.key();
-        let signature =
-            jsonwebtoken::crypto::sign(input.as_bytes(), &key, self.signer.algorithm()).unwrap();
-        format!("{input}.{signature}")
+        self.0.sign()
     }
 
     /// The header and claims with an empty signature.
@@ -152,13 +120,19 @@ impl Signal {
     }
 
     /// `alg: HS256`, HMAC-keyed with `secret` (for the key-confusion attack).
-    pub fn hs256_with(mut self, secret: &[u8]) -> String {
-        self.header.insert("alg".into(), json!("HS256"));
-        let input = self.input();
+    pub fn hs256_with(self, secret: &[u8]) -> String {
+        let input = self.header("alg", json!("HS256")).input();
         let key = EncodingKey::from_secret(secret).unwrap();
         let signature =
             jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).unwrap();
         format!("{input}.{signature}")
+    }
+
+    /// `header.claims`, as signed.
+    fn input(&self) -> String {
+        let token = self.sign();
+        let (input, _) = token.rsplit_once('.').unwrap();
+        input.to_string()
     }
 }
 
@@ -304,25 +278,10 @@ pub fn user(sub: &str, workspace: &str) -> support::TokenBuilder {
         .iat(earlier())
 }
 
-/// The value of one series in `/metrics` (0 when absent).
-pub async fn metric(gw: &Gateway, series: &str) -> f64 {
-    let text = gw.ops_get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(series)
-                .filter(|rest| rest.starts_with(' '))
-                .map(|rest| rest.trim().parse::<f64>().unwrap())
-        })
-        .unwrap_or(0.0)
-}
-
 /// `sessiongate_signals_<what>_total{signal="<signal>"}`.
 pub async fn signals(gw: &Gateway, what: &str, signal: &str) -> f64 {
-    metric(
-        gw,
-        &format!("sessiongate_signals_{what}_total{{signal=\"{signal}\"}}"),
-    )
-    .await
+    let series = format!("sessiongate_signals_{what}_total{{signal=\"{signal}\"}}");
+    gw.metric(&series).await
 }
 
 /// The sum of every `sessiongate_signals_refused_total` series of `signal`.
@@ -357,20 +316,6 @@ pub async fn audit_lines(gw: &Gateway, action: &str, n: usize) -> Vec<Value> {
     let found = lines();
     assert_eq!(found.len(), n, "{action}: {found:?}");
     found
-}
-
-/// Polls `probe` every 10 ms until it holds; the time it took, or a panic after `limit`.
-pub async fn until<F, Fut>(what: &str, limit: Duration, mut probe: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !probe().await {
-        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    started.elapsed()
 }
 
 // ============================================================================

@@ -205,9 +205,7 @@ fn invalid_signal_settings_name_their_key() {
             "signals.issuers[0].push_authorization_env",
         ),
         (
-            entry(&format!(
-                "issuer = \"i\", audience = \"a\", public_key_file = \"/nonexistent.pem\""
-            )),
+            entry("issuer = \"i\", audience = \"a\", public_key_file = \"/nonexistent.pem\""),
             "signals.issuers[0]",
         ),
         (
