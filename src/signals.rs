@@ -183,12 +183,17 @@ impl Signals {
             // The write path logged why.
             Err(Failure::Store(error)) => return Err(GatewayError::StoreUnavailable(error)),
         }
-        let mut response = Response::new(web::empty());
-        *response.status_mut() = status;
-        response.headers_mut().insert(
-            http::header::CACHE_CONTROL,
-            http::HeaderValue::from_static("no-store"),
-        );
-        Ok(response)
+        Ok(acknowledged(status))
     }
+}
+
+/// An empty acknowledgement that no cache keeps.
+fn acknowledged(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(web::empty());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
 }

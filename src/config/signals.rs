@@ -111,6 +111,18 @@ impl ScimConfig {
 // === impl ScimAttribute ===
 
 impl ScimAttribute {
+    fn parse(text: &str) -> Result<Self, ConfigError> {
+        match text {
+            "id" => Ok(Self::Id),
+            "userName" => Ok(Self::UserName),
+            "externalId" => Ok(Self::ExternalId),
+            _ => Err(invalid(
+                "signals.scim.subject_attribute",
+                "must be \"id\", \"userName\" or \"externalId\"",
+            )),
+        }
+    }
+
     /// The SCIM attribute name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -225,19 +237,12 @@ fn issuer(
     warnings: &mut Vec<ConfigWarning>,
 ) -> Result<IssuerConfig, ConfigError> {
     let at = |field: &str| format!("{name}.{field}");
+    let key = issuer_key(&name, &raw, warnings)?;
     let issuer = raw
         .issuer
         .filter(|iss| !iss.is_empty())
         .ok_or_else(|| invalid(&at("issuer"), "is required: the iss of its signals"))?;
-    let audience = match raw.audience {
-        None => Vec::new(),
-        Some(OneOrMany::One(aud)) => vec![aud],
-        Some(OneOrMany::Many(list)) => list,
-    };
-    if audience.is_empty() || audience.iter().any(String::is_empty) {
-        let why = "is required: the aud its signals carry (a string or a list)";
-        return Err(invalid(&at("audience"), why));
-    }
+    let audience = audience(&at("audience"), raw.audience)?;
     for (field, value) in [
         ("workspace", &raw.workspace),
         ("push_authorization_env", &raw.push_authorization_env),
@@ -246,29 +251,8 @@ fn issuer(
             return Err(invalid(&at(field), "must not be empty when set"));
         }
     }
-    let sources = [&raw.jwks_url, &raw.jwks_file, &raw.public_key_file];
-    if sources.iter().filter(|source| source.is_some()).count() != 1 {
-        return Err(invalid(
-            &name,
-            "set exactly one of jwks_url, jwks_file, public_key_file (signals use asymmetric keys only)",
-        ));
-    }
-    let key = RawKey {
-        kid: raw.kid,
-        algorithm: raw.algorithm,
-        public_key_file: raw.public_key_file,
-        jwks_file: raw.jwks_file,
-        jwks_url: raw.jwks_url,
-        refresh_secs: raw.refresh_secs,
-        ca_file: raw.ca_file,
-        ..RawKey::default()
-    };
-    let rules = KeyRules {
-        algorithms: &SIGNAL_ALGORITHMS,
-        listed_in: "the signal algorithms (RS256, PS256, ES256, EdDSA)",
-    };
     Ok(IssuerConfig {
-        key: key_config(name.clone(), key, &rules, warnings)?,
+        key,
         name,
         issuer,
         audience,
@@ -278,20 +262,56 @@ fn issuer(
     })
 }
 
+/// `audience`: a non-empty string, or a list of them.
+fn audience(key: &str, raw: Option<OneOrMany>) -> Result<Vec<String>, ConfigError> {
+    let audience = match raw {
+        None => Vec::new(),
+        Some(OneOrMany::One(aud)) => vec![aud],
+        Some(OneOrMany::Many(list)) => list,
+    };
+    if audience.is_empty() || audience.iter().any(String::is_empty) {
+        let why = "is required: the aud its signals carry (a string or a list)";
+        return Err(invalid(key, why));
+    }
+    Ok(audience)
+}
+
+/// The issuer's key source, checked as a `[[jwt.keys]]` entry would be (without HMAC).
+fn issuer_key(
+    name: &str,
+    raw: &RawIssuer,
+    warnings: &mut Vec<ConfigWarning>,
+) -> Result<KeyConfig, ConfigError> {
+    let sources = [&raw.jwks_url, &raw.jwks_file, &raw.public_key_file];
+    if sources.iter().filter(|source| source.is_some()).count() != 1 {
+        return Err(invalid(
+            name,
+            "set exactly one of jwks_url, jwks_file, public_key_file (signals use asymmetric keys only)",
+        ));
+    }
+    let key = RawKey {
+        kid: raw.kid.clone(),
+        algorithm: raw.algorithm.clone(),
+        public_key_file: raw.public_key_file.clone(),
+        jwks_file: raw.jwks_file.clone(),
+        jwks_url: raw.jwks_url.clone(),
+        refresh_secs: raw.refresh_secs,
+        ca_file: raw.ca_file.clone(),
+        ..RawKey::default()
+    };
+    let rules = KeyRules {
+        algorithms: &SIGNAL_ALGORITHMS,
+        listed_in: "the signal algorithms (RS256, PS256, ES256, EdDSA)",
+    };
+    key_config(name.to_string(), key, &rules, warnings)
+}
+
 fn scim(
     raw: RawScim,
     admin_prefix: &str,
     warnings: &mut Vec<ConfigWarning>,
 ) -> Result<ScimConfig, ConfigError> {
-    let subject_attribute = match raw.subject_attribute.as_str() {
-        "id" => ScimAttribute::Id,
-        "userName" => ScimAttribute::UserName,
-        "externalId" => ScimAttribute::ExternalId,
-        _ => {
-            let why = "must be \"id\", \"userName\" or \"externalId\"";
-            return Err(invalid("signals.scim.subject_attribute", why));
-        }
-    };
+    let subject_attribute = ScimAttribute::parse(&raw.subject_attribute)?;
     if raw.workspace.as_ref().is_some_and(String::is_empty) {
         return Err(invalid(
             "signals.scim.workspace",

@@ -65,19 +65,14 @@ impl Gateway {
         let state = &self.proxy.state;
         let path = req.uri().path();
         config::check_path(path)?;
-        let signals = &self.proxy.signals;
         if config::is_under(path, &state.config.admin_prefix) {
             record.admin = true;
             // Boxed: these futures are large and rare; inline they would make every
-            // request's future (moved on each poll setup) that much bigger. Signals need
-            // no user token, so they are routed before the admin API authenticates.
-            return match signals.handles(path) {
-                true => Box::pin(signals.handle(state, req, &self.conn)).await,
-                false => Box::pin(admin::handle(state, req, &self.conn)).await,
-            };
+            // request's future (moved on each poll setup) that much bigger.
+            return Box::pin(self.answer_under_prefix(req)).await;
         }
         state.open_gate()?;
-        if let Some(route) = signals.scim_route(path) {
+        if let Some(route) = self.proxy.signals.scim_route(path) {
             return Box::pin(self.forward_scim(req, route, record)).await;
         }
         let caller = self.authenticate(&req).await?;
@@ -96,6 +91,19 @@ impl Gateway {
         record.upstream_status = Some(response.status().as_u16());
         self.recheck(caller.as_ref())?;
         Ok(self.respond(response, client_upgrade, caller))
+    }
+
+    /// The gateway's own endpoints: signals need no user token, so they are routed before
+    /// the admin API authenticates.
+    async fn answer_under_prefix(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (state, signals) = (&self.proxy.state, &self.proxy.signals);
+        match signals.handles(req.uri().path()) {
+            true => signals.handle(state, req, &self.conn).await,
+            false => admin::handle(state, req, &self.conn).await,
+        }
     }
 
     /// A SCIM request of the identity provider: forwarded without the token check (the

@@ -126,15 +126,7 @@ impl Observer {
         if self.config.subject_attribute == ScimAttribute::Id {
             return;
         }
-        let resources: Vec<&Value> = answer
-            .and_then(Value::as_object)
-            .and_then(|list| attribute(list, "Resources"))
-            .and_then(Value::as_array)
-            .map_or_else(
-                || answer.into_iter().collect(),
-                |list| list.iter().collect(),
-            );
-        let fresh: Vec<ScimUser> = resources
+        let fresh: Vec<ScimUser> = resources(answer)
             .into_iter()
             .filter_map(|resource| {
                 let id = member(Some(resource), ScimAttribute::Id)?;
@@ -177,22 +169,7 @@ impl Observer {
             );
             return Ok(());
         };
-        let accepted = Accepted {
-            action: Action::ScimDeprovision,
-            actor: "scim".into(),
-            actor_session: format!("scim:{}", exchange.route.id.as_deref().unwrap_or("")),
-            once: None,
-            event: None,
-            reason: Some(format!(
-                "SCIM {} {} answered {status}",
-                exchange.method, exchange.path
-            )),
-            category: Some(Category::PersonnelChange),
-            target: Target::User {
-                workspace: exchange.workspace.clone(),
-                user,
-            },
-        };
+        let accepted = exchange.deprovisioning(user, status);
         if let Outcome::Committed = commit::commit(state, accepted, &exchange.sender).await? {
             metrics.accepted(SignalMetrics::SCIM);
         }
@@ -228,6 +205,42 @@ impl Observer {
             .scim_user(exchange.workspace.as_deref(), id)
             .await
     }
+}
+
+// === impl ScimExchange ===
+
+impl ScimExchange {
+    /// The deprovisioning of `user` after the product answered `status`: no session kept.
+    fn deprovisioning(&self, user: String, status: u16) -> Accepted {
+        Accepted {
+            action: Action::ScimDeprovision,
+            actor: "scim".into(),
+            actor_session: format!("scim:{}", self.route.id.as_deref().unwrap_or("")),
+            once: None,
+            event: None,
+            reason: Some(format!(
+                "SCIM {} {} answered {status}",
+                self.method, self.path
+            )),
+            category: Some(Category::PersonnelChange),
+            target: Target::User {
+                workspace: self.workspace.clone(),
+                user,
+            },
+        }
+    }
+}
+
+/// The resources an answer names: a list response's `Resources`, else the answer itself.
+fn resources(answer: Option<&Value>) -> Vec<&Value> {
+    answer
+        .and_then(Value::as_object)
+        .and_then(|list| attribute(list, "Resources"))
+        .and_then(Value::as_array)
+        .map_or_else(
+            || answer.into_iter().collect(),
+            |list| list.iter().collect(),
+        )
 }
 
 /// A non-empty string attribute of a SCIM resource, an address in lower case.

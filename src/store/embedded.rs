@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 use tokio::sync::mpsc::Sender;
 
 use super::{
@@ -160,58 +162,29 @@ impl EmbeddedStore {
         batches: &Sender<Vec<Record>>,
     ) -> Result<(), StoreError> {
         let txn = db.begin_read()?;
-        let workspaces = txn.open_table(WORKSPACES)?;
-        let workspaces = workspaces.iter()?.map(|entry| -> Result<_, StoreError> {
-            let (key, value) = entry?;
-            let scope = Scope::Workspace(key.value().to_string());
-            let cutoff = serde_json::from_slice(value.value())?;
-            Ok(Some(Record::Cutoff { scope, cutoff }))
-        });
-        let users = txn.open_table(USERS)?;
-        let users = users.iter()?.map(|entry| -> Result<_, StoreError> {
+        let now = clock::now();
+        let (workspaces, users) = (txn.open_table(WORKSPACES)?, txn.open_table(USERS)?);
+        let (subjects, sids) = (txn.open_table(SUBJECTS)?, txn.open_table(SIDS)?);
+        let users = users.iter()?.map(|entry| {
             let (key, value) = entry?;
             let (workspace, subject) = key.value();
             let scope = Scope::User {
                 workspace: workspace.to_string(),
                 subject: subject.to_string(),
             };
-            let cutoff = serde_json::from_slice(value.value())?;
-            Ok(Some(Record::Cutoff { scope, cutoff }))
+            cutoff_record(scope, value.value())
         });
-        let subjects = txn.open_table(SUBJECTS)?;
-        let subjects = subjects.iter()?.map(|entry| -> Result<_, StoreError> {
-            let (key, value) = entry?;
-            let scope = Scope::Subject(key.value().to_string());
-            let cutoff = serde_json::from_slice(value.value())?;
-            Ok(Some(Record::Cutoff { scope, cutoff }))
-        });
-        let now = clock::now();
-        let sids = txn.open_table(SIDS)?;
-        let sids = sids.iter()?.map(|entry| -> Result<_, StoreError> {
-            let (key, value) = entry?;
-            let revoked: Revoked = serde_json::from_slice(value.value())?;
-            let (workspace, sid) = serde_json::from_str(key.value())?;
-            Ok(revoked.in_force(now).then_some(Record::RevokedSid {
-                workspace,
-                sid,
-                revoked,
-            }))
-        });
-        let mut pending = Vec::with_capacity(batch);
-        let records = workspaces.chain(users).chain(subjects).chain(sids);
-        for record in records.filter_map(Result::transpose) {
-            pending.push(record?);
-            if pending.len() == batch {
-                let full = std::mem::replace(&mut pending, Vec::with_capacity(batch));
-                if batches.blocking_send(full).is_err() {
-                    return Ok(());
-                }
-            }
-        }
-        if !pending.is_empty() {
-            let _ = batches.blocking_send(pending);
-        }
-        Ok(())
+        let records = by_text(&workspaces, |key, value| {
+            cutoff_record(Scope::Workspace(key.to_string()), value)
+        })?
+        .chain(users)
+        .chain(by_text(&subjects, |key, value| {
+            cutoff_record(Scope::Subject(key.to_string()), value)
+        })?)
+        .chain(by_text(&sids, |key, value| {
+            revoked_record(key, value, now)
+        })?);
+        send_in_batches(records.filter_map(Result::transpose), batch, batches)
     }
 
     /// One write transaction: every effect, then the audit record. redb serialises
@@ -281,6 +254,60 @@ impl EmbeddedStore {
     }
 }
 
+/// A record read at load: `None` for one that no longer means anything.
+type Loaded = Result<Option<Record>, StoreError>;
+
+/// Every entry of a text-keyed table, decoded.
+fn by_text<'a>(
+    table: &'a ReadOnlyTable<&'static str, &'static [u8]>,
+    decode: impl Fn(&str, &[u8]) -> Loaded + 'a,
+) -> Result<impl Iterator<Item = Loaded> + 'a, StoreError> {
+    Ok(table.iter()?.map(move |entry| {
+        let (key, value) = entry?;
+        decode(key.value(), value.value())
+    }))
+}
+
+fn cutoff_record(scope: Scope, bytes: &[u8]) -> Loaded {
+    let cutoff = serde_json::from_slice(bytes)?;
+    Ok(Some(Record::Cutoff { scope, cutoff }))
+}
+
+/// A revoked session, unless it expired by `now`.
+fn revoked_record(key: &str, bytes: &[u8], now: f64) -> Loaded {
+    let revoked: Revoked = serde_json::from_slice(bytes)?;
+    let (workspace, sid) = serde_json::from_str(key)?;
+    let record = Record::RevokedSid {
+        workspace,
+        sid,
+        revoked,
+    };
+    Ok(revoked.in_force(now).then_some(record))
+}
+
+/// Sends `records` `batch` at a time; a closed receiver ends it early, and the first
+/// unreadable record ends it with its error.
+fn send_in_batches(
+    records: impl Iterator<Item = Result<Record, StoreError>>,
+    batch: usize,
+    batches: &Sender<Vec<Record>>,
+) -> Result<(), StoreError> {
+    let mut pending = Vec::with_capacity(batch);
+    for record in records {
+        pending.push(record?);
+        if pending.len() == batch {
+            let full = std::mem::replace(&mut pending, Vec::with_capacity(batch));
+            if batches.blocking_send(full).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if !pending.is_empty() {
+        let _ = batches.blocking_send(pending);
+    }
+    Ok(())
+}
+
 /// Opens (or creates) the file with every table in place.
 fn open_file(path: &Path) -> Result<Database, StoreError> {
     let db = Database::create(path).map_err(|source| StoreError::Open {
@@ -348,27 +375,9 @@ fn apply(txn: &WriteTransaction, effect: Effect, now: f64) -> Result<Option<Reco
             sid,
             expires_at,
         } => {
-            let key = pair_field(&workspace, &sid)?;
-            let current: Option<Revoked> = read_json(txn, SIDS, &key)?;
-            let revoked = Revoked {
-                expires_at: current.map_or(expires_at, |c| c.expires_at.max(expires_at)),
-                version: current.map_or(1, |c| c.version + 1),
-            };
-            let old_expiry = current.map(|c| c.expires_at);
-            write_expiring(
-                txn,
-                (SIDS, SIDS_EXPIRY),
-                &key,
-                revoked.expires_at,
-                old_expiry,
-                &revoked,
-            )?;
+            let record = revoke_sid(txn, workspace, sid, expires_at)?;
             prune(txn, (SIDS, SIDS_EXPIRY), now)?;
-            Ok(Some(Record::RevokedSid {
-                workspace,
-                sid,
-                revoked,
-            }))
+            Ok(Some(record))
         }
         Effect::SignalSeen {
             issuer,
@@ -377,18 +386,34 @@ fn apply(txn: &WriteTransaction, effect: Effect, now: f64) -> Result<Option<Reco
         } => {
             let key = pair_field(&issuer, &jti)?;
             let old_expiry: Option<i64> = read_json(txn, SEEN, &key)?;
-            write_expiring(
-                txn,
-                (SEEN, SEEN_EXPIRY),
-                &key,
-                expires_at,
-                old_expiry,
-                &expires_at,
-            )?;
-            prune(txn, (SEEN, SEEN_EXPIRY), now)?;
+            let seen = (SEEN, SEEN_EXPIRY);
+            write_expiring(txn, seen, &key, (expires_at, old_expiry), &expires_at)?;
+            prune(txn, seen, now)?;
             Ok(None)
         }
     }
+}
+
+/// Revokes `sid` until at least `expires_at` (an expiry never moves back).
+fn revoke_sid(
+    txn: &WriteTransaction,
+    workspace: Option<String>,
+    sid: String,
+    expires_at: i64,
+) -> Result<Record, StoreError> {
+    let key = pair_field(&workspace, &sid)?;
+    let current: Option<Revoked> = read_json(txn, SIDS, &key)?;
+    let revoked = Revoked {
+        expires_at: current.map_or(expires_at, |c| c.expires_at.max(expires_at)),
+        version: current.map_or(1, |c| c.version + 1),
+    };
+    let expiry = (revoked.expires_at, current.map(|c| c.expires_at));
+    write_expiring(txn, (SIDS, SIDS_EXPIRY), &key, expiry, &revoked)?;
+    Ok(Record::RevokedSid {
+        workspace,
+        sid,
+        revoked,
+    })
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(
@@ -403,13 +428,13 @@ fn read_json<T: serde::de::DeserializeOwned>(
         .transpose()?)
 }
 
-/// Writes `value` under `key`, indexed by `expires_at` (replacing the old index entry).
+/// Writes `value` under `key`, indexed by `expires_at` (replacing the index entry of the
+/// old expiry, if any).
 fn write_expiring(
     txn: &WriteTransaction,
     (data, index): Expiring,
     key: &str,
-    expires_at: i64,
-    old_expiry: Option<i64>,
+    (expires_at, old_expiry): (i64, Option<i64>),
     value: &impl serde::Serialize,
 ) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec(value)?;
