@@ -8,10 +8,12 @@
 //! proxy/server    accept -> [TLS, ALPN h2/http1.1] -> serve_connection_with_upgrades
 //!                 (graceful-watched, connection-limited; hyper's own 431s logged here)
 //! proxy/gateway   handle(req)  never fails; try_handle(req) -> Result<Response, GatewayError>
-//!                   1 route      config::check_path -> 400; admin prefix -> admin::handle
+//!                   1 route      config::check_path -> 400; admin prefix -> signals | admin;
+//!                                SCIM template -> forwarded without a token, watched (signals)
 //!                   2 token      auth::authenticate: extract + Verifier::verify   401 + WWW-Authenticate
 //!                                (verify cache; unknown key -> one shared JWKS refetch)
-//!                   3 session    Sessions::check (memory only)         401 session_invalidated
+//!                   3 session    Sessions::check (memory only)         401 session_invalidated | revoked
+//!                                (cutoffs C, U, U*; revoked identity-provider sids)
 //!                   4 rewrite    Upstream::prepare (sync, infallible)
 //!                   5 forward    Upstream::send                        502 | 504
 //!                   6 respond    body guarded by the session (guard), or a WebSocket

@@ -15,7 +15,9 @@ use super::token::TokenError;
 /// The parts of a compact JWS, each checked to be base64url; the signature not yet checked.
 #[derive(Debug)]
 pub struct Jws<'a> {
+    /// The JOSE header.
     pub header: Map<String, Value>,
+    /// The claims, not to be trusted before `verify` (or `check_signature`) passed.
     pub payload: Map<String, Value>,
     signed: &'a str,
     signature: &'a str,

@@ -23,7 +23,9 @@ pub const SIGNAL_ALGORITHMS: [Algorithm; 4] = [
 /// `[signals]`, validated.
 #[derive(Debug, Clone, Default)]
 pub struct SignalsConfig {
+    /// `[[signals.issuers]]`, in file order; each `iss` at most once.
     pub issuers: Vec<IssuerConfig>,
+    /// `[signals.scim]`; no `paths`: off.
     pub scim: ScimConfig,
 }
 
@@ -49,7 +51,9 @@ pub struct IssuerConfig {
 /// `[signals.scim]`, validated.
 #[derive(Debug, Clone)]
 pub struct ScimConfig {
+    /// `signals.scim.paths`: the product's user resources.
     pub paths: Vec<ScimTemplate>,
+    /// `signals.scim.subject_attribute`: the attribute matched against the user claim.
     pub subject_attribute: ScimAttribute,
     /// For templates without `{workspace}`; `None` there: subject-wide.
     pub workspace: Option<String>,

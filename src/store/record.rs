@@ -77,10 +77,9 @@ pub enum Effect {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
-    Cutoff {
-        scope: Scope,
-        cutoff: Cutoff,
-    },
+    /// The cutoff of `scope`, as the store now holds it.
+    Cutoff { scope: Scope, cutoff: Cutoff },
+    /// An identity-provider session refused (in `workspace`, or everywhere) until it expires.
     RevokedSid {
         workspace: Option<String>,
         sid: String,

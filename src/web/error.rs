@@ -49,8 +49,11 @@ pub enum GatewayError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{protocol:?} {}: {description}", code.as_str())]
 pub struct SignalRefusal {
+    /// The protocol the signal came by.
     pub protocol: SignalProtocol,
+    /// The RFC 8935 code.
     pub code: SignalCode,
+    /// The rule broken, in words.
     pub description: String,
 }
 
