@@ -135,6 +135,8 @@ impl Token {
         Session {
             workspace: &self.workspace,
             user: Some(&self.user),
+            user_folded: None,
+            sid: None,
             id: &self.id,
             time: 1_796_000_000.0,
         }

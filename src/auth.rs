@@ -11,18 +11,20 @@ use crate::clock;
 use crate::sessions::Sessions;
 
 mod cache;
+mod jws;
 mod keys;
 mod metrics;
 mod token;
 mod verify;
 
+pub use jws::Jws;
 pub use keys::{JwksError, KeyError, KeyRing, KeySet, Secret, hmac_secret};
 pub use metrics::AuthMetrics;
 pub use token::{
     Claims, IdentityHeaders, Presented, TokenError, TokenSource, extract, find_cookie, session_id,
     session_id_prefix,
 };
-pub use verify::Verifier;
+pub use verify::{Verifier, folded_address};
 
 /// A caller whose token passed the whole acceptance rule.
 #[derive(Debug, Clone)]

@@ -14,11 +14,16 @@ use jsonwebtoken::Algorithm;
 mod events;
 mod paths;
 pub mod raw;
+mod signals;
 mod summary;
 mod validate;
 
 pub use events::{EventsConfig, WebhookConfig};
 pub use paths::{BadPath, PublicPaths, check_path, is_under};
+pub use signals::{
+    IssuerConfig, SIGNAL_ALGORITHMS, ScimAttribute, ScimConfig, ScimMatch, ScimTemplate,
+    SignalsConfig,
+};
 
 use validate::invalid;
 
@@ -27,13 +32,14 @@ use raw::RawConfig;
 /// Env overrides: `SESSIONGATE__SECTION__KEY`.
 const ENV_PREFIX: &str = "SESSIONGATE";
 /// Keys whose env override is a comma-separated list.
-const LIST_KEYS: [&str; 6] = [
+const LIST_KEYS: [&str; 7] = [
     "jwt.algorithms",
     "jwt.audience",
     "jwt.admin_roles",
     "auth.public_paths",
     "auth.allowed_origins",
     "server.trusted_proxies",
+    "signals.scim.paths",
 ];
 
 /// The gateway's whole configuration, validated.
@@ -54,6 +60,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[[events.webhooks]]`: where committed audit records are sent.
     pub events: EventsConfig,
+    /// `[signals]`: identity providers that may revoke sessions, and the SCIM observer.
+    pub signals: SignalsConfig,
     /// Valid settings that have no effect (logged at start, printed by `check`).
     pub warnings: Vec<ConfigWarning>,
 }
@@ -170,6 +178,9 @@ pub struct SessionsConfig {
     pub user_claim: ClaimPath,
     pub iat_backdate_secs: f64,
     pub invalidation_margin_secs: i64,
+    /// `sessions.revoked_sid_ttl_secs`: how long a signal's revoked `sid` is refused (and
+    /// how old a Security Event Token may be).
+    pub revoked_sid_ttl_secs: i64,
 }
 
 /// Which claim is the token's session time.

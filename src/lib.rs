@@ -8,10 +8,12 @@
 //! proxy/server    accept -> [TLS, ALPN h2/http1.1] -> serve_connection_with_upgrades
 //!                 (graceful-watched, connection-limited; hyper's own 431s logged here)
 //! proxy/gateway   handle(req)  never fails; try_handle(req) -> Result<Response, GatewayError>
-//!                   1 route      config::check_path -> 400; admin prefix -> admin::handle
+//!                   1 route      config::check_path -> 400; admin prefix -> signals | admin;
+//!                                SCIM template -> forwarded without a token, watched (signals)
 //!                   2 token      auth::authenticate: extract + Verifier::verify   401 + WWW-Authenticate
 //!                                (verify cache; unknown key -> one shared JWKS refetch)
-//!                   3 session    Sessions::check (memory only)         401 session_invalidated
+//!                   3 session    Sessions::check (memory only)         401 session_invalidated | revoked
+//!                                (cutoffs C, U, U*; revoked identity-provider sids)
 //!                   4 rewrite    Upstream::prepare (sync, infallible)
 //!                   5 forward    Upstream::send                        502 | 504
 //!                   6 respond    body guarded by the session (guard), or a WebSocket
@@ -21,6 +23,9 @@
 //!                 (after step 3: Sessions::seen counts the session for activity)
 //! admin           route -> authenticate -> authorize -> Sessions::commit -> 200
 //!                 console/: the Security settings page (static files, the API via fetch)
+//! signals         {prefix}/v1/signals/*: logout token | SET -> issuer keys -> checks
+//!                 -> Sessions::commit -> 200 | 202; SCIM paths: product 2xx deactivation
+//!                 -> Sessions::commit -> the product's answer (no token check)
 //! sessions        commit: store (fsync | Redis script + PUBLISH; the audit record queued in the
 //!                 outbox in the same transaction) -> memory -> audit log line
 //!                 keep_in_sync (redis): subscribe -> resync -> apply published changes
@@ -33,9 +38,10 @@
 //! Rooms, and the way their dependencies fall (none points back up):
 //!
 //! ```text
-//! main -> run (here), cli -> proxy -> admin -> state -> web -> auth -> sessions -> store -> config
-//!                              ops ---------/
-//!                              events ------/   (beside admin: run starts it, nothing calls into it)
+//! main -> run (here), cli -> proxy -> admin   -> state -> web -> auth -> sessions -> store -> config
+//!                                 \-> signals -/
+//!                              ops -----------/
+//!                              events --------/   (beside admin: run starts it, nothing calls into it)
 //! leaves every room may use: clock, tls, ops::GaugeGuard and the metrics registry
 //! ```
 //!
@@ -61,6 +67,7 @@ pub mod events;
 pub mod ops;
 pub mod proxy;
 pub mod sessions;
+pub mod signals;
 pub mod state;
 pub mod store;
 pub mod tls;
@@ -97,6 +104,8 @@ pub enum RunError {
     Upstream(#[from] proxy::UpstreamSetupError),
     #[error(transparent)]
     Webhook(#[from] events::WebhookError),
+    #[error(transparent)]
+    Signals(#[from] signals::SignalsSetupError),
     #[error("cannot handle SIGHUP: {0}")]
     Signal(#[source] std::io::Error),
 }
@@ -123,9 +132,18 @@ pub async fn run(
     let store = store::Store::open(&config.store, store::Outbox::new(&config.events)).await?;
     let mut registry = ops::registry();
     let state = Arc::new(AppState::new(config, keys, store, &mut registry));
-    let proxy = Arc::new(proxy::Proxy::new(state.clone(), upstream, &mut registry));
+    let auth_metrics = state.verifier.metrics().clone();
+    let signals = signals::Signals::new(&state.config, auth_metrics, &mut registry)?;
     let events = events::spawn(webhooks, &state, &mut registry);
     state.verifier.spawn_refreshers(state.shutdown.clone());
+    signals.spawn_refreshers(&state.shutdown);
+    spawn_forgetting(&state);
+    let proxy = Arc::new(proxy::Proxy::new(
+        state.clone(),
+        upstream,
+        signals,
+        &mut registry,
+    ));
     let announce = Announce::new(&listeners);
     let registry = Arc::new(registry);
     let ops_task = listeners
@@ -161,6 +179,17 @@ fn spawn_hangup_handler(
         None => tokio::spawn(tls::ignore_hangups(hangup)),
     };
     Ok(())
+}
+
+/// Expired revocations of identity-provider sessions leave memory in the background.
+fn spawn_forgetting(state: &Arc<AppState>) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = state.sessions.forget_expired() => {}
+            () = state.shutdown.cancelled() => {}
+        }
+    });
 }
 
 /// A local store is loaded here, and a failure stops the start. A shared one is loaded

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sessiongate::Listeners;
-use sessiongate::auth::KeySet;
+use sessiongate::auth::{AuthMetrics, KeySet};
 use sessiongate::cli::{TokenRequest, mint};
 use sessiongate::config::Config;
+use sessiongate::signals::Signals;
 use tokio::net::TcpListener;
 
 /// mimalloc: the request path allocates and frees small buffers on every request, and
@@ -142,6 +143,12 @@ fn check(path: &std::path::Path) -> ExitCode {
         Err(error) => return fail(1, &error),
     };
     if let Err(error) = sessiongate::events::load(&config.events) {
+        return fail(1, &error);
+    }
+    // The signal issuers' key files and push secrets, loaded as `serve` would.
+    let mut registry = prometheus_client::registry::Registry::default();
+    let auth_metrics = AuthMetrics::register(&mut registry);
+    if let Err(error) = Signals::new(&config, auth_metrics, &mut registry) {
         return fail(1, &error);
     }
     println!(

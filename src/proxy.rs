@@ -1,12 +1,14 @@
 //! The request path: accept and TLS (`server`), the pipeline every request goes through
 //! (`gateway`), forwarding to the product (`forward`), and the long-lived exchanges that
-//! end with their session (`guard` for streams, `tunnel` for WebSockets).
+//! end with their session (`guard` for streams, `tunnel` for WebSockets). Signal endpoints
+//! and SCIM paths are handed to the signals room.
 
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 use tokio_util::task::TaskTracker;
 
+use crate::signals::Signals;
 use crate::state::AppState;
 
 mod access;
@@ -27,6 +29,8 @@ use metrics::ProxyMetrics;
 pub struct Proxy {
     state: Arc<AppState>,
     upstream: Upstream,
+    /// Identity-provider signals and the SCIM observer.
+    signals: Signals,
     /// WebSocket tunnels, which outlive the HTTP connection that opened them.
     tunnels: TaskTracker,
     metrics: ProxyMetrics,
@@ -36,10 +40,16 @@ pub struct Proxy {
 
 impl Proxy {
     /// The request path in front of `upstream`, its metrics registered in `registry`.
-    pub fn new(state: Arc<AppState>, upstream: Upstream, registry: &mut Registry) -> Self {
+    pub fn new(
+        state: Arc<AppState>,
+        upstream: Upstream,
+        signals: Signals,
+        registry: &mut Registry,
+    ) -> Self {
         Self {
             state,
             upstream,
+            signals,
             tunnels: TaskTracker::new(),
             metrics: ProxyMetrics::register(registry),
         }

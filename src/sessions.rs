@@ -1,5 +1,6 @@
-//! What is in force, in memory: every cutoff and preserved session of the store, loaded
-//! before the gateway reports ready and kept in step with the store afterwards.
+//! What is in force, in memory: every cutoff and preserved session of the store, and the
+//! identity-provider sessions signals revoked, loaded before the gateway reports ready and
+//! kept in step with the store afterwards.
 //!
 //! The request path only reads here (step 5 of the acceptance rule) and never waits on the
 //! store. Every change, whatever its trigger, goes through one write path (`commit`): the
@@ -7,40 +8,56 @@
 //! (`activity`), for the console's "about N sessions will be signed out".
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
+use crate::clock;
 use crate::store::{Cutoff, Record, Scope, Store, StoreError};
 
 mod activity;
 mod commit;
 mod cutoffs;
 mod metrics;
+mod revoked;
 mod share;
 mod sync;
 
 use activity::Activity;
 use cutoffs::Cutoffs;
 use metrics::SessionMetrics;
+use revoked::RevokedSids;
 
 pub use activity::{ActivityCount, WINDOW_SECS};
 pub use cutoffs::{Refusal, Session};
 pub use share::share_activity;
 pub use sync::keep_in_sync;
 
+/// How often expired revocations are forgotten.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
 /// Everything the session rule enforces, and whether it is complete yet.
 #[derive(Debug)]
 pub struct Sessions {
     cutoffs: Cutoffs,
+    revoked: RevokedSids,
     activity: Activity,
     /// Names this instance's activity shares in a shared store.
     instance: String,
+    /// Bumped on every change, so open tunnels and streams can re-check their session.
+    changes: watch::Sender<u64>,
     /// Set once every stored cutoff is in memory; until then requests get 503.
     loaded: AtomicBool,
     /// Bumped after every commit made here, so the events workers send its event at once.
     commits: watch::Sender<u64>,
     metrics: SessionMetrics,
+}
+
+/// The cutoff a logout sets at time `now` (SPEC section 1, step 5): every token issued
+/// at or before `now` fails, even within the same second.
+pub fn cutoff_at(now: f64, invalidation_margin_secs: i64) -> i64 {
+    now.floor() as i64 + 1 + invalidation_margin_secs
 }
 
 // === impl Sessions ===
@@ -50,8 +67,10 @@ impl Sessions {
     pub fn new(registry: &mut Registry) -> Self {
         Self {
             cutoffs: Cutoffs::default(),
+            revoked: RevokedSids::default(),
             activity: Activity::default(),
             instance: uuid::Uuid::now_v7().to_string(),
+            changes: watch::Sender::new(0),
             loaded: AtomicBool::new(false),
             commits: watch::Sender::new(0),
             metrics: SessionMetrics::register(registry),
@@ -59,9 +78,16 @@ impl Sessions {
     }
 
     /// Step 5 at time `now`: the workspace cutoff, then the user's, each unless this
-    /// session is the preserved one (which ends with its token's `exp`).
+    /// session is the preserved one (which ends with its token's `exp`); then the user's
+    /// subject-wide cutoff and the identity provider's revoked sessions.
     pub fn check(&self, session: &Session<'_>, now: f64) -> Result<(), Refusal> {
-        self.cutoffs.check(session, now)
+        self.cutoffs.check(session, now)?;
+        match session.sid {
+            Some(sid) if self.revoked.is_revoked(sid, session.workspace, now) => {
+                Err(Refusal::Revoked)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Counts a session whose request passed at `now`, for `GET .../activity`.
@@ -72,7 +98,7 @@ impl Sessions {
 
     /// Notified after every change, so open tunnels and streams re-check their session.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.cutoffs.subscribe()
+        self.changes.subscribe()
     }
 
     /// Notified after every commit this instance makes.
@@ -88,16 +114,33 @@ impl Sessions {
     /// Installs a record of the store (committed here, published by another instance,
     /// or read by a load); versions keep newer ones already here.
     pub fn apply(&self, record: Record) {
-        match record {
+        let changed = match record {
             Record::Cutoff { scope, cutoff } => {
                 let version = cutoff.version;
-                if self.cutoffs.apply(&scope, cutoff)
-                    && let Scope::Workspace(workspace) = &scope
-                {
+                let changed = self.cutoffs.apply(&scope, cutoff);
+                if changed && let Scope::Workspace(workspace) = &scope {
                     // SPEC section 11: sessions seen before a logout-all no longer count.
                     self.activity.reset(workspace, version);
                 }
+                changed
             }
+            Record::RevokedSid {
+                workspace,
+                sid,
+                revoked,
+            } => self.revoked.apply(workspace.as_deref(), &sid, revoked),
+        };
+        if changed {
+            self.changes.send_modify(|generation| *generation += 1);
+        }
+    }
+
+    /// Forgets expired revocations every minute, for as long as it is polled. Nothing to
+    /// notify: an expiry only lets tokens pass again.
+    pub async fn forget_expired(&self) {
+        loop {
+            tokio::time::sleep(PRUNE_EVERY).await;
+            self.revoked.prune(clock::now());
         }
     }
 

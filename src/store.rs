@@ -1,11 +1,15 @@
-//! Where cutoffs, preserved sessions, audit records and the events outbox are kept across
-//! restarts.
+//! Where cutoffs, preserved sessions, revoked identity-provider sessions, audit records
+//! and the events outbox are kept across restarts.
 //!
 //! The request path never calls the store: it is read once at start into
 //! `crate::sessions` and written by the one write path there, which answers only after
 //! the commit. Each commit also queues its audit record in the outbox for the webhooks
 //! that want it, in the same transaction; `crate::events` claims and sends them. This room
 //! knows nothing of memory, requests or HTTP.
+//!
+//! Two things are kept here and never loaded into memory, because no request reads them:
+//! the signals already accepted (checked inside each commit, so a replay is refused
+//! atomically across a fleet) and the SCIM id -> user mapping (read by a SCIM `DELETE`).
 
 use std::time::Duration;
 
@@ -18,7 +22,9 @@ mod redis;
 
 pub use embedded::EmbeddedStore;
 pub use outbox::{Claimed, Delivery, Outbox};
-pub use record::{Action, AuditRecord, Category, Change, Cutoff, Effect, Preserved, Record, Scope};
+pub use record::{
+    Action, AuditRecord, Category, Change, Cutoff, Effect, Preserved, Record, Revoked, Scope,
+};
 pub use redis::{Published, RedisStore, Subscription};
 
 /// Records handed from a blocking load to the task applying them, per message: a load
@@ -34,10 +40,22 @@ pub enum Store {
     Redis(Box<RedisStore>),
 }
 
+/// A SCIM resource and the user it names, remembered for a later `DELETE`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ScimUser {
+    /// The template's `{workspace}` or `signals.scim.workspace`; `None`: subject-wide.
+    pub workspace: Option<String>,
+    /// The SCIM resource `id`.
+    pub id: String,
+    /// Its `signals.scim.subject_attribute`.
+    pub user: String,
+}
+
 /// What a commit left in the store.
 #[derive(Debug, Clone)]
 pub struct Committed {
-    /// One record per effect, in order: what memory applies and the fleet receives.
+    /// One record per effect that memory enforces, in order: what memory applies and the
+    /// fleet receives.
     pub records: Vec<Record>,
     /// The audit record as stored.
     pub audit: AuditRecord,
@@ -79,6 +97,10 @@ pub enum StoreError {
     Timeout,
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// Not a failure: the change carries a signal the store already accepted, so it was
+    /// not written again.
+    #[error("the signal was accepted before; nothing changed")]
+    Replayed,
 }
 
 /// redb reports each kind of failure with its own type; all of them mean "not committed".
@@ -98,6 +120,15 @@ from_redb!(
     redb::StorageError,
     redb::CommitError
 );
+
+/// A JSON pair as one key: any two texts (or a missing first one) map to exactly one key,
+/// in both stores.
+fn pair_field(
+    first: &impl serde::Serialize,
+    second: &impl serde::Serialize,
+) -> Result<String, StoreError> {
+    Ok(serde_json::to_string(&(first, second))?)
+}
 
 // === impl Committed ===
 
@@ -221,6 +252,35 @@ impl Store {
         match self {
             Self::Embedded(store) => store.pending(webhook).await,
             Self::Redis(store) => store.pending(webhook).await,
+        }
+    }
+
+    /// Remembers which user each SCIM resource is (idempotent: the newest answer wins).
+    pub async fn remember_scim_users(&self, users: Vec<ScimUser>) -> Result<(), StoreError> {
+        match self {
+            Self::Embedded(store) => {
+                store
+                    .blocking(move |db| EmbeddedStore::remember_scim_users(db, &users))
+                    .await
+            }
+            Self::Redis(store) => store.remember_scim_users(&users).await,
+        }
+    }
+
+    /// The user remembered for SCIM resource `id` of `workspace`.
+    pub async fn scim_user(
+        &self,
+        workspace: Option<&str>,
+        id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        match self {
+            Self::Embedded(store) => {
+                let (workspace, id) = (workspace.map(str::to_string), id.to_string());
+                store
+                    .blocking(move |db| EmbeddedStore::scim_user(db, workspace.as_deref(), &id))
+                    .await
+            }
+            Self::Redis(store) => store.scim_user(workspace, id).await,
         }
     }
 

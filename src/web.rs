@@ -5,6 +5,9 @@ mod body;
 mod client_ip;
 mod error;
 
-pub use body::{Body, BoxError, empty, full, json};
+pub use body::{Body, BoxError, empty, full, json, read_limited};
 pub use client_ip::{ConnInfo, client_ip};
-pub use error::{Forbidden, GatewayError, LoginRedirect, UpstreamError};
+pub use error::{
+    Forbidden, GatewayError, LoginRedirect, SignalCode, SignalProtocol, SignalRefusal,
+    UpstreamError,
+};

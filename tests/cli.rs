@@ -115,6 +115,13 @@ fn reference_config_loads_with_every_spec_default() {
     assert_eq!(config.sessions.user_claim.segments(), ["sub"]);
     assert_eq!(config.sessions.iat_backdate_secs, 0.0);
     assert_eq!(config.sessions.invalidation_margin_secs, 0);
+    assert_eq!(config.sessions.revoked_sid_ttl_secs, 86400);
+    assert!(config.signals.issuers.is_empty());
+    assert!(config.signals.scim.paths.is_empty());
+    assert_eq!(
+        config.signals.scim.subject_attribute,
+        sessiongate::config::ScimAttribute::Id
+    );
     assert!(
         matches!(&config.store, StoreConfig::Embedded { path } if path == Path::new("data/sessiongate.redb")),
         "{:?}",
@@ -204,6 +211,22 @@ fn reference_config_documents_every_key() {
         "sessions.user_claim",
         "sessions.iat_backdate_secs",
         "sessions.invalidation_margin_secs",
+        "sessions.revoked_sid_ttl_secs",
+        "signals.issuers.issuer",
+        "signals.issuers.audience",
+        "signals.issuers.jwks_url",
+        "signals.issuers.refresh_secs",
+        "signals.issuers.ca_file",
+        "signals.issuers.jwks_file",
+        "signals.issuers.public_key_file",
+        "signals.issuers.kid",
+        "signals.issuers.algorithm",
+        "signals.issuers.workspace",
+        "signals.issuers.allow_workspace_logout",
+        "signals.issuers.push_authorization_env",
+        "signals.scim.paths",
+        "signals.scim.subject_attribute",
+        "signals.scim.workspace",
         "store.backend",
         "store.path",
         "store.redis_url",

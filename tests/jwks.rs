@@ -350,18 +350,7 @@ async fn assert_refused_signature(gw: &Gateway, jwt: &str, what: &str) {
     );
 }
 
-/// The value of one Prometheus series (`name{labels}`) on the ops endpoint; 0 when absent.
-async fn metric(gw: &Gateway, series: &str) -> f64 {
-    let text = gw.ops_get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(series)
-                .filter(|rest| rest.starts_with(' '))
-                .map(|rest| rest.trim().parse::<f64>().unwrap())
-        })
-        .unwrap_or(0.0)
-}
-
+/// Series read with `Gateway::metric`.
 const REFRESH_OK: &str = "sessiongate_jwks_refreshes_total{result=\"ok\"}";
 const REFRESH_ERROR: &str = "sessiongate_jwks_refreshes_total{result=\"error\"}";
 const CACHE_HIT: &str = "sessiongate_verify_cache_total{result=\"hit\"}";
@@ -518,10 +507,10 @@ async fn rotation_new_key_accepted_at_once_and_removed_key_refused_after_refresh
 
     let old = signed(Signer::Rs256, "k1");
     assert_passes(&gw, &old, "k1 token").await;
-    let hits_before = metric(&gw, CACHE_HIT).await;
+    let hits_before = gw.metric(CACHE_HIT).await;
     assert_passes(&gw, &old, "k1 token again").await;
     assert_eq!(
-        metric(&gw, CACHE_HIT).await,
+        gw.metric(CACHE_HIT).await,
         hits_before + 1.0,
         "the second use of the k1 token is a cache hit"
     );
@@ -803,18 +792,18 @@ async fn failed_refreshes_keep_the_last_good_keys() {
 
     // Waits for `n` more failed refreshes, then checks a fresh k1 token (not cached).
     async fn after_failures(gw: &Gateway, n: f64, within: Duration, what: &str) {
-        let errors = metric(gw, REFRESH_ERROR).await;
-        let oks = metric(gw, REFRESH_OK).await;
+        let errors = gw.metric(REFRESH_ERROR).await;
+        let oks = gw.metric(REFRESH_OK).await;
         assert!(
             eventually(within, || async {
-                metric(gw, REFRESH_ERROR).await >= errors + n
+                gw.metric(REFRESH_ERROR).await >= errors + n
             })
             .await,
             "{what}: refreshes counted as errors; logs:\n{}",
             gw.logs()
         );
         assert_eq!(
-            metric(gw, REFRESH_OK).await,
+            gw.metric(REFRESH_OK).await,
             oks,
             "{what}: no refresh counted as ok"
         );
@@ -864,10 +853,10 @@ async fn failed_refreshes_keep_the_last_good_keys() {
 
     // The provider recovers: refreshes succeed again.
     server.delay(Duration::ZERO);
-    let oks = metric(&gw, REFRESH_OK).await;
+    let oks = gw.metric(REFRESH_OK).await;
     assert!(
         eventually(Duration::from_secs(10), || async {
-            metric(&gw, REFRESH_OK).await > oks
+            gw.metric(REFRESH_OK).await > oks
         })
         .await,
         "refreshes succeed again once the provider recovers"
@@ -1147,17 +1136,17 @@ async fn cached_token_is_refused_on_the_next_request_after_logout_all() {
     let admin_token = admin("root", "acme").sign();
 
     assert_passes(&gw, &user, "first use").await;
-    let hits = metric(&gw, CACHE_HIT).await;
+    let hits = gw.metric(CACHE_HIT).await;
     assert_passes(&gw, &user, "second use").await;
     assert_eq!(
-        metric(&gw, CACHE_HIT).await,
+        gw.metric(CACHE_HIT).await,
         hits + 1.0,
         "the second use is a cache hit"
     );
 
     let response = gw.logout_all("acme", &admin_token).await;
     assert_eq!(response.status(), 200);
-    let hits = metric(&gw, CACHE_HIT).await;
+    let hits = gw.metric(CACHE_HIT).await;
     assert_refused(
         &gw,
         &user,
@@ -1166,7 +1155,7 @@ async fn cached_token_is_refused_on_the_next_request_after_logout_all() {
     )
     .await;
     assert_eq!(
-        metric(&gw, CACHE_HIT).await,
+        gw.metric(CACHE_HIT).await,
         hits + 1.0,
         "the refusal came from a cache hit: the session step runs on hits"
     );
@@ -1181,9 +1170,9 @@ async fn cached_token_is_refused_once_it_expires() {
     let jwt = token().exp(exp).sign();
 
     assert_passes(&gw, &jwt, "first use").await;
-    let hits = metric(&gw, CACHE_HIT).await;
+    let hits = gw.metric(CACHE_HIT).await;
     assert_passes(&gw, &jwt, "second use").await;
-    assert_eq!(metric(&gw, CACHE_HIT).await, hits + 1.0, "cached");
+    assert_eq!(gw.metric(CACHE_HIT).await, hits + 1.0, "cached");
 
     let wait = exp - support::now() + 0.05;
     if wait > 0.0 {
@@ -1203,7 +1192,7 @@ async fn an_unchanged_jwks_refresh_keeps_cached_verifications() {
         .await;
     let jwt = signed(Signer::Rs256, "k1");
     assert_passes(&gw, &jwt, "first use").await;
-    let hits = metric(&gw, CACHE_HIT).await;
+    let hits = gw.metric(CACHE_HIT).await;
     let fetches = server.hits();
     assert!(
         server
@@ -1218,7 +1207,7 @@ async fn an_unchanged_jwks_refresh_keeps_cached_verifications() {
     )
     .await;
     assert_eq!(
-        metric(&gw, CACHE_HIT).await,
+        gw.metric(CACHE_HIT).await,
         hits + 1.0,
         "the same JWKS again must not empty the verified-token cache"
     );
@@ -1235,7 +1224,7 @@ async fn verify_cache_entries_zero_disables_the_cache() {
     for n in 0..3 {
         assert_passes(&gw, &jwt, &format!("use {n}")).await;
     }
-    assert_eq!(metric(&gw, CACHE_HIT).await, 0.0, "no cache hits");
+    assert_eq!(gw.metric(CACHE_HIT).await, 0.0, "no cache hits");
 }
 
 // ============================================================================

@@ -10,7 +10,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Gateway, Relay, Upstream, admin, gateway, now, redis_server, token, upstream};
+use support::{
+    Gateway, Relay, Upstream, admin, gateway, now, redis_server, token, until, upstream,
+};
 
 // ============================================================================
 // Helpers
@@ -52,20 +54,6 @@ async fn logout(gw: &Gateway, path: &str, jwt: &str) -> (u16, Value) {
 async fn readyz(gw: &Gateway) -> (u16, Value) {
     let rsp = gw.ops_get("/readyz").await;
     (rsp.status().as_u16(), rsp.json().await.unwrap())
-}
-
-/// Polls `probe` every 10 ms until it is true; the time it took, or a panic after `limit`.
-async fn until<F, Fut>(what: &str, limit: Duration, mut probe: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = Instant::now();
-    while !probe().await {
-        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    started.elapsed()
 }
 
 /// Waits until `gw`'s `/readyz` says `"store": store`.

@@ -1,16 +1,13 @@
 //! Reading and checking the JSON body of an admin call.
 
 use http::Request;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde::Deserialize;
 
 use crate::store::Category;
-use crate::web::GatewayError;
+use crate::web::{GatewayError, read_limited};
 
 const MAX_BODY_BYTES: usize = 16 * 1024;
-/// How much of an oversized body is read and dropped before answering 413.
-const DRAIN_BYTES: usize = 1024 * 1024;
 const MAX_REASON_CHARS: usize = 1024;
 const MAX_TICKET_CHARS: usize = 256;
 
@@ -45,30 +42,4 @@ fn too_long(field: &str, value: Option<&str>, max: usize) -> Result<(), GatewayE
         ))),
         _ => Ok(()),
     }
-}
-
-/// The body's bytes, at most `limit` of them (413 beyond).
-async fn read_limited(mut body: Incoming, limit: usize) -> Result<Vec<u8>, GatewayError> {
-    let mut bytes = Vec::new();
-    let mut received = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame
-            .map_err(|_| GatewayError::BadRequest("could not read the request body".into()))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        received += data.len();
-        // Past the limit, keep reading (and dropping) a little longer before the 413: a
-        // client still sending when the connection closes would never see the answer.
-        if received > DRAIN_BYTES {
-            break;
-        }
-        if received <= limit {
-            bytes.extend_from_slice(&data);
-        }
-    }
-    if received > limit {
-        return Err(GatewayError::PayloadTooLarge);
-    }
-    Ok(bytes)
 }

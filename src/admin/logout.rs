@@ -12,6 +12,7 @@ use super::body::{self, LogoutBody};
 use super::route::LogoutRoute;
 use crate::auth::{Caller, session_id_prefix};
 use crate::clock;
+use crate::sessions;
 use crate::state::AppState;
 use crate::store::{Action, AuditRecord, Change, Committed, Preserved, Scope};
 use crate::web::{self, Body, ConnInfo, Forbidden, GatewayError};
@@ -52,9 +53,11 @@ pub(super) async fn handle(
     let preserve = match &scope {
         Scope::Workspace(_) => true,
         Scope::User { subject, .. } => caller.claims.user.as_ref() == Some(subject),
+        // Only identity-provider signals set subject-wide cutoffs, and they preserve none.
+        Scope::Subject(_) => false,
     };
     let now = clock::now();
-    let valid_after = now.floor() as i64 + 1 + state.config.sessions.invalidation_margin_secs;
+    let valid_after = sessions::cutoff_at(now, state.config.sessions.invalidation_margin_secs);
     let record = audit_record(action, &scope, caller, body, origin, now);
     let preserved = preserve.then(|| preserved(caller));
     let change = Change::cutoff(scope, valid_after, preserved, record);
@@ -117,12 +120,11 @@ fn audit_record(
     AuditRecord {
         id: uuid::Uuid::now_v7().to_string(),
         at: clock::rfc3339(now),
-        workspace: scope.workspace().to_string(),
+        workspace: scope.workspace().map(str::to_string),
         action,
-        subject: match scope {
-            Scope::Workspace(_) => None,
-            Scope::User { subject, .. } => Some(subject.clone()),
-        },
+        subject: scope.subject().map(str::to_string),
+        sid: None,
+        event: None,
         actor_subject: claims.subject.clone(),
         actor_session: session_id_prefix(&claims.session_id).to_string(),
         category: body.category,

@@ -208,6 +208,11 @@ impl KeyKind {
 // === impl Secret ===
 
 impl Secret {
+    /// Keeps `bytes` as a secret.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
     /// The secret's bytes, for building a key.
     pub fn expose(&self) -> &[u8] {
         &self.0

@@ -59,6 +59,10 @@ pub struct Claims {
     pub subject: Option<String>,
     /// The value of `sessions.user_claim` (`sub` by default): the user of per-user cutoffs.
     pub user: Option<String>,
+    /// `user` in lower case when it is an e-mail address that has upper-case letters.
+    pub user_folded: Option<String>,
+    /// The identity provider's session (`sid` claim).
+    pub sid: Option<String>,
     /// `jti:<jti>` or `sha256:<hex>`: the identity of this session.
     pub session_id: String,
     /// `T` of SPEC section 1: the session-time claim plus `sessions.iat_backdate_secs`.
@@ -88,6 +92,8 @@ impl Claims {
         Session {
             workspace: &self.workspace,
             user: self.user.as_deref(),
+            user_folded: self.user_folded.as_deref(),
+            sid: self.sid.as_deref(),
             id: &self.session_id,
             time: self.session_time,
         }

@@ -6,12 +6,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
 use super::cache::VerifyCache;
+use super::jws::{self, Jws};
 use super::keys::{KeyRing, KeySet};
 use super::metrics::AuthMetrics;
 use super::token::{Claims, TokenError, session_id_from_digest, sha256};
@@ -29,20 +27,13 @@ pub struct Verifier {
     metrics: AuthMetrics,
 }
 
-/// The parts of a compact JWS, each checked to be base64url.
-struct Parts<'a> {
-    header: Map<String, Value>,
-    payload: Map<String, Value>,
-    signed: &'a str,
-    signature: &'a str,
-}
-
 /// The claims that name who and which session a token is.
 struct Identity<'a> {
     workspace: &'a str,
     subject: Option<&'a str>,
     user: Option<&'a str>,
     jti: Option<&'a str>,
+    sid: Option<&'a str>,
 }
 
 // === impl Verifier ===
@@ -67,26 +58,17 @@ impl Verifier {
     /// token's key is unknown, or its `kid` names no key we have (it fell back to kid-less
     /// keys that did not verify it).
     pub fn may_need_new_keys(&self, token: &str, refused: TokenError) -> bool {
-        match refused {
-            TokenError::UnknownKey => true,
-            TokenError::BadSignature => {
-                let header = token
-                    .split('.')
-                    .next()
-                    .and_then(|segment| json_object(segment).ok());
-                let kid = header
-                    .as_ref()
-                    .and_then(|h| h.get("kid"))
-                    .and_then(Value::as_str);
-                kid.is_some_and(|kid| !self.keys.current().has_kid(kid))
-            }
-            _ => false,
-        }
+        jws::may_need_new_keys(token, &self.keys.current(), refused)
     }
 
     /// The key ring (for readiness and the `ready` line).
     pub fn keys(&self) -> &Arc<KeyRing> {
         &self.keys
+    }
+
+    /// The auth room's metrics, shared with the key rings of identity-provider signals.
+    pub fn metrics(&self) -> &AuthMetrics {
+        &self.metrics
     }
 
     /// `auth.cookie`, the cookie step 1 reads.
@@ -135,9 +117,9 @@ impl Verifier {
         keys: &KeySet,
         now: f64,
     ) -> Result<Claims, TokenError> {
-        let parts = self.split(token)?;
-        let alg = self.algorithm(&parts.header)?;
-        self.check_signature(&parts, alg, keys)?;
+        let parts = Jws::parse(token, self.jwt.max_token_bytes)?;
+        let alg = parts.algorithm(&self.jwt.algorithms)?;
+        parts.check_signature(alg, keys)?;
         let claims = &parts.payload;
         let (expires_at, not_before, issued_at) = self.read_times(claims, now)?;
         self.check_issuer_and_audience(claims)?;
@@ -146,6 +128,8 @@ impl Verifier {
             workspace: identity.workspace.to_string(),
             subject: identity.subject.map(str::to_string),
             user: identity.user.map(str::to_string),
+            user_folded: identity.user.and_then(folded_address),
+            sid: identity.sid.map(str::to_string),
             session_id: session_id_from_digest(digest, identity.jti),
             session_time: self.session_time(claims)?,
             expires_at,
@@ -170,73 +154,13 @@ impl Verifier {
             return Err(TokenError::Malformed);
         }
         let user = optional_string(self.sessions.user_claim.lookup(claims))?;
+        let sid = optional_string(claims.get("sid"))?;
         Ok(Identity {
             workspace,
             subject,
             user,
             jti,
-        })
-    }
-
-    fn split<'a>(&self, token: &'a str) -> Result<Parts<'a>, TokenError> {
-        if token.len() > self.jwt.max_token_bytes {
-            return Err(TokenError::Malformed);
-        }
-        let (signed, signature) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
-        let (header, payload) = signed.split_once('.').ok_or(TokenError::Malformed)?;
-        if payload.contains('.') || !is_base64url(signature) {
-            return Err(TokenError::Malformed);
-        }
-        Ok(Parts {
-            header: json_object(header)?,
-            payload: json_object(payload)?,
-            signed,
-            signature,
-        })
-    }
-
-    fn algorithm(&self, header: &Map<String, Value>) -> Result<Algorithm, TokenError> {
-        if header.contains_key("crit") {
-            return Err(TokenError::Malformed);
-        }
-        let name = header
-            .get("alg")
-            .and_then(Value::as_str)
-            .ok_or(TokenError::Malformed)?;
-        // `none` cannot parse as an Algorithm, so it can never reach the allow-list.
-        let alg: Algorithm = name.parse().map_err(|_| TokenError::UnsupportedAlgorithm)?;
-        if !self.jwt.algorithms.contains(&alg) {
-            return Err(TokenError::UnsupportedAlgorithm);
-        }
-        Ok(alg)
-    }
-
-    fn check_signature(
-        &self,
-        parts: &Parts<'_>,
-        alg: Algorithm,
-        keys: &KeySet,
-    ) -> Result<(), TokenError> {
-        let kid = match parts.header.get("kid") {
-            None => None,
-            Some(Value::String(kid)) => Some(kid.as_str()),
-            Some(_) => return Err(TokenError::Malformed),
-        };
-        let mut candidates = keys.candidates(kid, alg);
-        let by_kid = candidates.by_kid();
-        let mut tried = false;
-        for key in candidates.by_ref() {
-            tried = true;
-            let verified =
-                jsonwebtoken::crypto::verify(parts.signature, parts.signed.as_bytes(), key, alg);
-            if verified == Ok(true) {
-                return Ok(());
-            }
-        }
-        Err(if tried || by_kid {
-            TokenError::BadSignature
-        } else {
-            TokenError::UnknownKey
+            sid,
         })
     }
 
@@ -350,18 +274,10 @@ fn header_safe(text: &str) -> bool {
     !text.chars().any(char::is_control)
 }
 
-fn is_base64url(segment: &str) -> bool {
-    segment.len() % 4 != 1
-        && segment
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-fn json_object(segment: &str) -> Result<Map<String, Value>, TokenError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| TokenError::Malformed)?;
-    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
+/// An e-mail address in lower case, when that differs from `user` (see `Session`).
+pub fn folded_address(user: &str) -> Option<String> {
+    let folded = user.to_lowercase();
+    (user.contains('@') && folded != user).then_some(folded)
 }
 
 fn required_number(claims: &Map<String, Value>, name: &str) -> Result<f64, TokenError> {
@@ -388,14 +304,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64url_segments_are_checked_strictly() {
-        assert!(is_base64url("eyJhbGciOiJIUzI1NiJ9"));
-        assert!(
-            is_base64url(""),
-            "an empty signature is well-formed (alg none is refused later)"
+    fn only_addresses_are_folded() {
+        assert_eq!(
+            folded_address("Bob@Example.com").as_deref(),
+            Some("bob@example.com")
         );
-        for bad in ["abc=", "a+b", "a/b", "a b", "abcde"] {
-            assert!(!is_base64url(bad), "{bad}");
-        }
+        assert_eq!(folded_address("bob@example.com"), None);
+        assert_eq!(
+            folded_address("Bob"),
+            None,
+            "other names stay case-sensitive"
+        );
     }
 }

@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub store: RawStore,
     pub log: RawLog,
     pub events: RawEvents,
+    pub signals: RawSignals,
 }
 
 /// `[server]`
@@ -121,6 +122,51 @@ pub struct RawSessions {
     pub user_claim: String,
     pub iat_backdate_secs: u64,
     pub invalidation_margin_secs: u64,
+    pub revoked_sid_ttl_secs: u64,
+}
+
+/// `[signals]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSignals {
+    pub issuers: Vec<RawIssuer>,
+    pub scim: RawScim,
+}
+
+/// One `[[signals.issuers]]` entry: its key source has the fields of a `[[jwt.keys]]`
+/// entry, without the HMAC ones (signals are signed with asymmetric keys only).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIssuer {
+    pub issuer: Option<String>,
+    pub audience: Option<OneOrMany>,
+    pub jwks_url: Option<String>,
+    pub refresh_secs: Option<u64>,
+    pub ca_file: Option<String>,
+    pub jwks_file: Option<String>,
+    pub public_key_file: Option<String>,
+    pub kid: Option<String>,
+    pub algorithm: Option<String>,
+    pub workspace: Option<String>,
+    pub allow_workspace_logout: bool,
+    pub push_authorization_env: Option<String>,
+}
+
+/// A string, or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `[signals.scim]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawScim {
+    pub paths: Vec<String>,
+    pub subject_attribute: String,
+    pub workspace: Option<String>,
 }
 
 /// `[store]`
@@ -244,6 +290,17 @@ impl Default for RawSessions {
             user_claim: "sub".into(),
             iat_backdate_secs: 0,
             invalidation_margin_secs: 0,
+            revoked_sid_ttl_secs: 86400,
+        }
+    }
+}
+
+impl Default for RawScim {
+    fn default() -> Self {
+        Self {
+            paths: Vec::new(),
+            subject_attribute: "id".into(),
+            workspace: None,
         }
     }
 }

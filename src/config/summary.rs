@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::{Config, KeyConfig, KeySource, TimeClaim, WebhookConfig};
+use super::{Config, IssuerConfig, KeyConfig, KeySource, TimeClaim, WebhookConfig};
 
 /// One `key value` line of the summary.
 type Line = (String, String);
@@ -15,7 +15,12 @@ impl Config {
     /// One line per setting an operator checks before a deploy, then the warnings.
     pub fn summary(&self) -> String {
         let mut out = String::new();
-        let lines = [self.listener_lines(), self.auth_lines(), self.jwt_lines()];
+        let lines = [
+            self.listener_lines(),
+            self.auth_lines(),
+            self.jwt_lines(),
+            self.signals_lines(),
+        ];
         let rest = self.store_lines().into_iter().chain(self.events_lines());
         for (key, value) in lines.into_iter().flatten().chain(rest) {
             let _ = writeln!(out, "  {key:<34} {value}");
@@ -104,6 +109,34 @@ impl Config {
         lines
     }
 
+    fn signals_lines(&self) -> Vec<Line> {
+        let signals = &self.signals;
+        let mut lines = vec![line(
+            "sessions.revoked_sid_ttl_secs",
+            self.sessions.revoked_sid_ttl_secs,
+        )];
+        lines.extend(
+            signals
+                .issuers
+                .iter()
+                .map(|issuer| line(&issuer.name, describe_issuer(issuer))),
+        );
+        let scim = &signals.scim;
+        let paths: Vec<&str> = scim.paths.iter().map(|t| t.as_str()).collect();
+        let scim_line = match paths.is_empty() {
+            true => "off".to_string(),
+            false => format!(
+                "{paths:?}, user from {}, workspace {}",
+                scim.subject_attribute.as_str(),
+                scim.workspace
+                    .as_deref()
+                    .unwrap_or("from the path, else subject-wide"),
+            ),
+        };
+        lines.push(line("signals.scim.paths", scim_line));
+        lines
+    }
+
     fn store_lines(&self) -> Vec<Line> {
         vec![
             line("store", format!("{:?}", self.store)),
@@ -141,6 +174,31 @@ impl Config {
 
 fn line(key: &str, value: impl ToString) -> Line {
     (key.to_string(), value.to_string())
+}
+
+/// An identity provider's entry: who, which keys, what its signals may do; never a secret.
+fn describe_issuer(issuer: &IssuerConfig) -> String {
+    let reach = match &issuer.workspace {
+        Some(workspace) => format!("workspace {workspace} only"),
+        None => "subject-wide".into(),
+    };
+    let push = issuer
+        .push_authorization_env
+        .as_ref()
+        .map_or("push authorization not required".to_string(), |var| {
+            format!("push authorization from env {var} (value not shown)")
+        });
+    format!(
+        "{} (aud {:?}): {}; {reach}; workspace logout {}; {push}",
+        issuer.issuer,
+        issuer.audience,
+        describe(&issuer.key),
+        if issuer.allow_workspace_logout {
+            "allowed"
+        } else {
+            "refused"
+        },
+    )
 }
 
 /// A key entry without its material.

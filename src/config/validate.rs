@@ -15,13 +15,15 @@ use super::{
     LogConfig, LogFormat, RedisConfig, RedisUrl, RemoteJwksConfig, ServerConfig, SessionsConfig,
     StoreConfig, TimeClaim, TlsConfig, UpstreamConfig,
 };
-use super::{PublicPaths, check_path};
+use super::{PublicPaths, check_path, signals};
 
 impl TryFrom<RawConfig> for Config {
     type Error = ConfigError;
 
     fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
         let mut warnings = Vec::new();
+        let admin_prefix = admin_prefix(&raw.admin.path_prefix)?;
+        let signals = signals::signals(raw.signals, &admin_prefix, &mut warnings)?;
         Ok(Self {
             server: server(raw.server)?,
             ops_listen: match raw.ops.listen.as_str() {
@@ -30,10 +32,11 @@ impl TryFrom<RawConfig> for Config {
             },
             upstream: upstream(raw.upstream, &mut warnings)?,
             auth: auth(raw.auth)?,
-            admin_prefix: admin_prefix(&raw.admin.path_prefix)?,
+            admin_prefix,
             admin_console: raw.admin.console,
             jwt: jwt(raw.jwt, &mut warnings)?,
             sessions: sessions(raw.sessions)?,
+            signals,
             store: store(raw.store, &mut warnings)?,
             events: super::events::events(raw.events, &mut warnings)?,
             log: LogConfig {
@@ -202,11 +205,15 @@ fn jwt(raw: RawJwt, warnings: &mut Vec<ConfigWarning>) -> Result<JwtConfig, Conf
             "at least one [[jwt.keys]] entry is required",
         ));
     }
+    let rules = KeyRules {
+        algorithms: &algorithms,
+        listed_in: "jwt.algorithms",
+    };
     let keys = raw
         .keys
         .into_iter()
         .enumerate()
-        .map(|(i, key)| key_config(i, key, &algorithms, warnings))
+        .map(|(i, key)| key_config(format!("jwt.keys[{i}]"), key, &rules, warnings))
         .collect::<Result<_, _>>()?;
     if raw.max_token_bytes < 64 {
         return Err(invalid("jwt.max_token_bytes", "must be at least 64"));
@@ -232,18 +239,24 @@ fn algorithm(key: &str, name: &str) -> Result<Algorithm, ConfigError> {
     Algorithm::from_str(name).map_err(|_| invalid(key, format!("unknown algorithm {name:?}")))
 }
 
-fn key_config(
-    index: usize,
+/// Which algorithms a key entry may name, and the key that lists them (for messages).
+pub(super) struct KeyRules<'a> {
+    pub(super) algorithms: &'a [Algorithm],
+    pub(super) listed_in: &'static str,
+}
+
+/// One key entry, named `key_name` in messages (`jwt.keys[0]`, `signals.issuers[1]`).
+pub(super) fn key_config(
+    key_name: String,
     raw: RawKey,
-    allowed: &[Algorithm],
+    rules: &KeyRules<'_>,
     warnings: &mut Vec<ConfigWarning>,
 ) -> Result<KeyConfig, ConfigError> {
-    let key_name = format!("jwt.keys[{index}]");
     let at = |field: &str| format!("{key_name}.{field}");
     let algorithm = raw
         .algorithm
         .as_deref()
-        .map(|name| key_algorithm(&at("algorithm"), name, allowed))
+        .map(|name| key_algorithm(&at("algorithm"), name, rules))
         .transpose()?;
     let (kid, allow_hmac) = (raw.kid.clone(), raw.allow_hmac);
     let source = key_source(&key_name, raw, warnings)?;
@@ -269,11 +282,14 @@ fn key_config(
     })
 }
 
-/// `algorithm` of a single key: a known algorithm that `jwt.algorithms` allows.
-fn key_algorithm(key: &str, name: &str, allowed: &[Algorithm]) -> Result<Algorithm, ConfigError> {
+/// `algorithm` of a single key: a known algorithm that the rules allow.
+fn key_algorithm(key: &str, name: &str, rules: &KeyRules<'_>) -> Result<Algorithm, ConfigError> {
     let alg = algorithm(key, name)?;
-    if !allowed.contains(&alg) {
-        return Err(invalid(key, format!("{name} is not in jwt.algorithms")));
+    if !rules.algorithms.contains(&alg) {
+        return Err(invalid(
+            key,
+            format!("{name} is not in {}", rules.listed_in),
+        ));
     }
     Ok(alg)
 }
@@ -388,11 +404,19 @@ fn sessions(raw: RawSessions) -> Result<SessionsConfig, ConfigError> {
     };
     let margin = i64::try_from(raw.invalidation_margin_secs)
         .map_err(|_| invalid("sessions.invalidation_margin_secs", "is too large"))?;
+    // Ten years at most: the revocation's end must stay a plain unix time.
+    if !(1..=315_360_000).contains(&raw.revoked_sid_ttl_secs) {
+        return Err(invalid(
+            "sessions.revoked_sid_ttl_secs",
+            "must be between 1 and 315360000",
+        ));
+    }
     Ok(SessionsConfig {
         time_claim,
         user_claim: ClaimPath::parse("sessions.user_claim", &raw.user_claim)?,
         iat_backdate_secs: raw.iat_backdate_secs as f64,
         invalidation_margin_secs: margin,
+        revoked_sid_ttl_secs: raw.revoked_sid_ttl_secs as i64,
     })
 }
 

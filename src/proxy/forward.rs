@@ -4,9 +4,11 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::Authority;
 use http::{Request, Response, Uri};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -42,6 +44,9 @@ use to_origin::ToOrigin;
 /// The product behind the gateway.
 pub struct Upstream {
     client: Client<ToOrigin, Incoming>,
+    /// For requests the gateway read first (SCIM): their own pool, so the streaming
+    /// client's body type stays `Incoming` (no box per request).
+    buffered: Client<ToOrigin, Full<Bytes>>,
     config: UpstreamConfig,
     /// `auth.cookie`: removed from forwarded requests when `upstream.forward_token = false`.
     cookie: Option<String>,
@@ -86,13 +91,14 @@ impl Upstream {
             crate::tls::https_connector(roots, upstream.connect_timeout),
             upstream.origin.clone(),
         );
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
+            .pool_idle_timeout(Duration::from_secs(60));
         Ok(Self {
-            client,
+            client: builder.build(connector.clone()),
+            buffered: builder.build(connector),
             config: upstream,
             cookie: config.auth.cookie.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
@@ -141,11 +147,25 @@ impl Upstream {
         &self,
         req: Request<Incoming>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let mut response =
-            tokio::time::timeout(self.config.response_timeout, self.client.request(req))
-                .await
-                .map_err(|_| UpstreamError::Timeout)?
-                .map_err(UpstreamError::from_client)?;
+        self.answer(self.client.request(req)).await
+    }
+
+    /// `send` for a request whose body the gateway has read.
+    pub(super) async fn send_buffered(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        self.answer(self.buffered.request(req)).await
+    }
+
+    async fn answer(
+        &self,
+        sent: impl Future<Output = Result<Response<Incoming>, hyper_util::client::legacy::Error>>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let mut response = tokio::time::timeout(self.config.response_timeout, sent)
+            .await
+            .map_err(|_| UpstreamError::Timeout)?
+            .map_err(UpstreamError::from_client)?;
         if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
             remove_hop_by_hop(response.headers_mut());
         }

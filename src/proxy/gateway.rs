@@ -67,11 +67,14 @@ impl Gateway {
         config::check_path(path)?;
         if config::is_under(path, &state.config.admin_prefix) {
             record.admin = true;
-            // Boxed: the admin future is large and rare; inline it would make every
+            // Boxed: these futures are large and rare; inline they would make every
             // request's future (moved on each poll setup) that much bigger.
-            return Box::pin(admin::handle(state, req, &self.conn)).await;
+            return Box::pin(self.answer_under_prefix(req)).await;
         }
         state.open_gate()?;
+        if let Some(route) = self.proxy.signals.scim_route(path) {
+            return Box::pin(self.forward_scim(req, route, record)).await;
+        }
         let caller = self.authenticate(&req).await?;
         if let Some(caller) = &caller {
             state.sessions.seen(&caller.claims.session(), clock::now());
@@ -91,6 +94,42 @@ impl Gateway {
         record.upstream_status = Some(response.status().as_u16());
         self.recheck(caller.as_ref())?;
         Ok(self.respond(response, client_upgrade, caller))
+    }
+
+    /// The gateway's own endpoints: signals need no user token, so they are routed before
+    /// the admin API authenticates.
+    async fn answer_under_prefix(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (state, signals) = (&self.proxy.state, &self.proxy.signals);
+        match signals.handles(req.uri().path()) {
+            true => signals.handle(state, req, &self.conn).await,
+            false => admin::handle(state, req, &self.conn).await,
+        }
+    }
+
+    /// A SCIM request of the identity provider: forwarded without the token check (the
+    /// product checks its SCIM credentials), its answer watched by the signals room.
+    async fn forward_scim(
+        &self,
+        req: Request<Incoming>,
+        route: config::ScimMatch,
+        record: &mut AccessRecord,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (state, signals) = (&self.proxy.state, &self.proxy.signals);
+        let (mut req, exchange) = signals.scim_request(state, req, route, &self.conn).await?;
+        let forwarding = Forwarding {
+            caller: None,
+            conn: &self.conn,
+            upgrade: None,
+        };
+        self.proxy.upstream.prepare(&mut req, &forwarding);
+        let sent = Instant::now();
+        let response = self.proxy.upstream.send_buffered(req).await?;
+        record.upstream_elapsed = Some(sent.elapsed());
+        record.upstream_status = Some(response.status().as_u16());
+        signals.scim_response(state, exchange, response).await
     }
 
     /// Step 2 and 3, unless the path is public (`None`).

@@ -254,6 +254,8 @@ mod tests {
         Session {
             workspace,
             user: Some(user),
+            user_folded: None,
+            sid: None,
             id,
             time: 0.0,
         }

@@ -13,9 +13,14 @@ impl Sessions {
     /// when the store fails.
     pub async fn commit(&self, store: &Store, change: Change) -> Result<Committed, StoreError> {
         let action = change.audit.action;
-        let committed = store.commit(change).await.inspect_err(|error| {
-            tracing::error!(%error, action = action.as_str(), "change not committed");
-        })?;
+        let committed = store
+            .commit(change)
+            .await
+            .inspect_err(|error| match error {
+                // Not a failure: the signal it carries was committed before.
+                StoreError::Replayed => {}
+                error => tracing::error!(%error, action = action.as_str(), "change not committed"),
+            })?;
         committed
             .records
             .iter()
@@ -37,6 +42,8 @@ fn log_audit(record: &AuditRecord) {
         workspace = record.workspace,
         action = record.action.as_str(),
         subject = record.subject,
+        sid = record.sid,
+        event = record.event,
         actor_subject = record.actor_subject,
         actor_session = record.actor_session,
         category = record.category.map(Category::as_str),

@@ -1,4 +1,4 @@
-//! Workspace and per-user cutoffs in memory: step 5 of the acceptance rule.
+//! Workspace, per-user and subject-wide cutoffs in memory: step 5 of the acceptance rule.
 //!
 //! The request path reads a `DashMap` shard and never waits on the store. Every change
 //! carries the store's version number, so updates that arrive out of order (two admins
@@ -7,16 +7,15 @@
 use std::collections::HashMap;
 
 use dashmap::DashMap;
-use tokio::sync::watch;
 
 use crate::store::{Cutoff, Scope};
 
-/// Cutoffs of every workspace, each with its users' cutoffs.
-#[derive(Debug)]
+/// Cutoffs of every workspace, each with its users' cutoffs, and the subject-wide ones.
+#[derive(Debug, Default)]
 pub struct Cutoffs {
     workspaces: DashMap<Box<str>, Workspace>,
-    /// Bumped on every change, so open tunnels and streams can re-check their session.
-    changes: watch::Sender<u64>,
+    /// `U*` by user: set by identity-provider signals, in force in every workspace.
+    subjects: DashMap<Box<str>, Cutoff>,
 }
 
 #[derive(Debug, Default)]
@@ -31,6 +30,11 @@ pub struct Session<'a> {
     pub workspace: &'a str,
     /// The value of `sessions.user_claim`, when the token has one.
     pub user: Option<&'a str>,
+    /// The user in lower case, when it is an e-mail address with upper-case letters: an
+    /// address named by a signal is compared without regard to case, and stored so.
+    pub user_folded: Option<&'a str>,
+    /// The identity provider's session (`sid` claim), which a signal may revoke.
+    pub sid: Option<&'a str>,
     /// `jti:<jti>` or `sha256:<hex>`.
     pub id: &'a str,
     /// `T` of SPEC section 1: the session-time claim plus `sessions.iat_backdate_secs`.
@@ -48,36 +52,26 @@ pub enum Refusal {
 
 // === impl Cutoffs ===
 
-impl Default for Cutoffs {
-    fn default() -> Self {
-        Self {
-            workspaces: DashMap::new(),
-            changes: watch::Sender::new(0),
-        }
-    }
-}
-
 impl Cutoffs {
-    /// Notified after every change to a cutoff.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
-    }
-
     /// Step 5 at time `now`: the workspace cutoff, then the user's, each unless this token
-    /// is the preserved session (which ends with its token's `exp`).
+    /// is the preserved session (which ends with its token's `exp`), then the user's
+    /// subject-wide cutoff, which preserves none.
     pub fn check(&self, session: &Session<'_>, now: f64) -> Result<(), Refusal> {
-        let Some(workspace) = self.workspaces.get(session.workspace) else {
-            return Ok(());
-        };
-        if workspace
-            .cutoff
-            .as_ref()
-            .is_some_and(|c| !admits(c, session, now))
-        {
-            return Err(Refusal::Invalidated);
+        if let Some(workspace) = self.workspaces.get(session.workspace) {
+            if workspace
+                .cutoff
+                .as_ref()
+                .is_some_and(|c| !admits(c, session, now))
+            {
+                return Err(Refusal::Invalidated);
+            }
+            let mut users = session.users().filter_map(|user| workspace.users.get(user));
+            if users.any(|c| !admits(c, session, now)) {
+                return Err(Refusal::Revoked);
+            }
         }
-        let user = session.user.and_then(|user| workspace.users.get(user));
-        if user.is_some_and(|c| !admits(c, session, now)) {
+        let mut subjects = session.users().filter_map(|user| self.subjects.get(user));
+        if subjects.any(|c| !admits(&c, session, now)) {
             return Err(Refusal::Revoked);
         }
         Ok(())
@@ -86,21 +80,21 @@ impl Cutoffs {
     /// Installs `cutoff` for `scope` unless the same or a newer version is already there;
     /// returns whether it did.
     pub fn apply(&self, scope: &Scope, cutoff: Cutoff) -> bool {
-        let workspace_name = scope.workspace();
+        let (workspace_name, subject) = match scope {
+            Scope::Subject(subject) => return install_subject(&self.subjects, subject, cutoff),
+            Scope::Workspace(workspace) => (workspace, None),
+            Scope::User { workspace, subject } => (workspace, Some(subject.as_str())),
+        };
         // Look up before inserting: `entry` would allocate the key on every call, and a
         // resync applies every stored cutoff again.
-        let changed = match self.workspaces.get_mut(workspace_name) {
-            Some(mut workspace) => workspace.install(scope, cutoff),
+        match self.workspaces.get_mut(workspace_name.as_str()) {
+            Some(mut workspace) => workspace.install(subject, cutoff),
             None => self
                 .workspaces
-                .entry(workspace_name.into())
+                .entry(workspace_name.as_str().into())
                 .or_default()
-                .install(scope, cutoff),
-        };
-        if changed {
-            self.changes.send_modify(|generation| *generation += 1);
+                .install(subject, cutoff),
         }
-        changed
     }
 
     /// The version of the workspace's cutoff in force (0: none).
@@ -121,30 +115,51 @@ impl Cutoffs {
                 .users
                 .get(subject.as_str())
                 .cloned(),
+            Scope::Subject(subject) => self.subjects.get(subject.as_str()).map(|c| c.clone()),
         }
+    }
+}
+
+// === impl Session ===
+
+impl Session<'_> {
+    /// The names user cutoffs are looked up by: the user, and its folded form.
+    fn users(&self) -> impl Iterator<Item = &str> {
+        self.user.into_iter().chain(self.user_folded)
     }
 }
 
 // === impl Workspace ===
 
 impl Workspace {
-    /// Puts `cutoff` in its slot unless the slot holds the same or a newer version.
-    fn install(&mut self, scope: &Scope, cutoff: Cutoff) -> bool {
-        match scope {
-            Scope::Workspace(_) => match &mut self.cutoff {
+    /// Puts `cutoff` in its slot (the workspace's, or `subject`'s) unless the slot holds
+    /// the same or a newer version.
+    fn install(&mut self, subject: Option<&str>, cutoff: Cutoff) -> bool {
+        match subject {
+            None => match &mut self.cutoff {
                 Some(current) => replace_if_older(current, cutoff),
                 slot @ None => {
                     *slot = Some(cutoff);
                     true
                 }
             },
-            Scope::User { subject, .. } => match self.users.get_mut(subject.as_str()) {
+            Some(subject) => match self.users.get_mut(subject) {
                 Some(current) => replace_if_older(current, cutoff),
                 None => {
-                    self.users.insert(subject.as_str().into(), cutoff);
+                    self.users.insert(subject.into(), cutoff);
                     true
                 }
             },
+        }
+    }
+}
+
+fn install_subject(subjects: &DashMap<Box<str>, Cutoff>, subject: &str, cutoff: Cutoff) -> bool {
+    match subjects.get_mut(subject) {
+        Some(mut current) => replace_if_older(&mut current, cutoff),
+        None => {
+            subjects.insert(subject.into(), cutoff);
+            true
         }
     }
 }
@@ -176,6 +191,8 @@ mod tests {
         Session {
             workspace,
             user: Some(sub),
+            user_folded: None,
+            sid: None,
             id,
             time,
         }
@@ -266,5 +283,42 @@ mod tests {
         sessions.apply(&user, cutoff(3000, None, 5));
         sessions.apply(&user, cutoff(1000, None, 4));
         assert_eq!(sessions.get(&user).map(|c| c.valid_after), Some(3000));
+        let everywhere = Scope::Subject("bob".into());
+        assert!(sessions.apply(&everywhere, cutoff(3000, None, 7)));
+        assert!(!sessions.apply(&everywhere, cutoff(9000, None, 6)));
+        assert_eq!(sessions.get(&everywhere).map(|c| c.valid_after), Some(3000));
+    }
+
+    #[test]
+    fn subject_wide_cutoff_applies_in_every_workspace_and_spares_no_session() {
+        let sessions = Cutoffs::default();
+        sessions.apply(&Scope::Subject("bob".into()), cutoff(2000, None, 1));
+        for workspace in ["acme", "globex"] {
+            assert_eq!(
+                sessions.check(&claims(workspace, "bob", 1999.0, "jti:b"), 0.0),
+                Err(Refusal::Revoked)
+            );
+            assert_eq!(
+                sessions.check(&claims(workspace, "bob", 2000.0, "jti:b"), 0.0),
+                Ok(())
+            );
+        }
+        assert_eq!(
+            sessions.check(&claims("acme", "carol", 10.0, "jti:c"), 0.0),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn an_address_is_found_by_its_folded_form() {
+        let sessions = Cutoffs::default();
+        sessions.apply(
+            &Scope::Subject("bob@example.com".into()),
+            cutoff(2000, None, 1),
+        );
+        let mut session = claims("acme", "Bob@Example.com", 1500.0, "jti:b");
+        assert_eq!(sessions.check(&session, 0.0), Ok(()), "exact names differ");
+        session.user_folded = Some("bob@example.com");
+        assert_eq!(sessions.check(&session, 0.0), Err(Refusal::Revoked));
     }
 }

@@ -8,11 +8,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
 use tokio::sync::mpsc::Sender;
 
 use super::outbox::{self as routing, Claimed, Delivery, Outbox};
-use super::{AuditRecord, Change, Committed, Cutoff, Effect, Record, Scope, StoreError};
+use super::{
+    AuditRecord, Change, Committed, Cutoff, Effect, Record, Revoked, ScimUser, Scope, StoreError,
+    pair_field,
+};
+use crate::clock;
 
 mod outbox;
 
@@ -20,11 +26,30 @@ use outbox::Claims;
 
 const WORKSPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("workspace_cutoffs");
 const USERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("user_cutoffs");
+/// Subject-wide cutoffs (`U*`), by subject.
+const SUBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("subject_cutoffs");
+/// Revoked identity-provider sessions, by the JSON pair `[workspace or null, sid]`.
+const SIDS: TableDefinition<&str, &[u8]> = TableDefinition::new("revoked_sids");
+/// Accepted signals, by the JSON pair `[issuer, jti]`, with the time they may be forgotten.
+const SEEN: TableDefinition<&str, &[u8]> = TableDefinition::new("signals_seen");
+/// `(expires_at, key)` of `SIDS` and `SEEN`: each commit forgets a few expired entries.
+const SIDS_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("revoked_sids_expiry");
+const SEEN_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("signals_seen_expiry");
+/// SCIM resource -> user, by the JSON pair `[workspace or null, id]`.
+const SCIM_USERS: TableDefinition<&str, &str> = TableDefinition::new("scim_users");
 /// Keyed by (workspace, sequence) so a workspace's records read newest-first in one range.
 const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
 /// Counters: the audit sequence, the outbox sequence.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const AUDIT_SEQUENCE: &str = "audit_sequence";
+/// Expired entries a commit forgets per table: more than it adds, so the tables stay
+/// bounded while signals keep arriving, and a commit never does unbounded work.
+const PRUNE_PER_COMMIT: usize = 16;
+
+/// A table of JSON values by text key.
+type JsonTable = TableDefinition<'static, &'static str, &'static [u8]>;
+/// An expiring table and its expiry index.
+type Expiring = (JsonTable, TableDefinition<'static, (i64, &'static str), ()>);
 
 /// A redb database shared by the blocking tasks that use it.
 #[derive(Clone)]
@@ -143,46 +168,38 @@ impl EmbeddedStore {
         }
     }
 
-    /// Sends every cutoff to `batches`, `batch` at a time. Runs on the blocking pool; a
-    /// closed receiver ends the load early.
+    /// Sends every record memory enforces (cutoffs, revoked sessions not yet expired) to
+    /// `batches`, `batch` at a time. Runs on the blocking pool; a closed receiver ends the
+    /// load early.
     pub(super) fn load(
         db: &Database,
         batch: usize,
         batches: &Sender<Vec<Record>>,
     ) -> Result<(), StoreError> {
         let txn = db.begin_read()?;
-        let workspaces = txn.open_table(WORKSPACES)?;
-        let workspaces = workspaces.iter()?.map(|entry| -> Result<_, StoreError> {
-            let (key, value) = entry?;
-            let scope = Scope::Workspace(key.value().to_string());
-            let cutoff = serde_json::from_slice(value.value())?;
-            Ok(Record::Cutoff { scope, cutoff })
-        });
-        let users = txn.open_table(USERS)?;
-        let users = users.iter()?.map(|entry| -> Result<_, StoreError> {
+        let now = clock::now();
+        let (workspaces, users) = (txn.open_table(WORKSPACES)?, txn.open_table(USERS)?);
+        let (subjects, sids) = (txn.open_table(SUBJECTS)?, txn.open_table(SIDS)?);
+        let users = users.iter()?.map(|entry| {
             let (key, value) = entry?;
             let (workspace, subject) = key.value();
             let scope = Scope::User {
                 workspace: workspace.to_string(),
                 subject: subject.to_string(),
             };
-            let cutoff = serde_json::from_slice(value.value())?;
-            Ok(Record::Cutoff { scope, cutoff })
+            cutoff_record(scope, value.value())
         });
-        let mut pending = Vec::with_capacity(batch);
-        for cutoff in workspaces.chain(users) {
-            pending.push(cutoff?);
-            if pending.len() == batch {
-                let full = std::mem::replace(&mut pending, Vec::with_capacity(batch));
-                if batches.blocking_send(full).is_err() {
-                    return Ok(());
-                }
-            }
-        }
-        if !pending.is_empty() {
-            let _ = batches.blocking_send(pending);
-        }
-        Ok(())
+        let records = by_text(&workspaces, |key, value| {
+            cutoff_record(Scope::Workspace(key.to_string()), value)
+        })?
+        .chain(users)
+        .chain(by_text(&subjects, |key, value| {
+            cutoff_record(Scope::Subject(key.to_string()), value)
+        })?)
+        .chain(by_text(&sids, |key, value| {
+            revoked_record(key, value, now)
+        })?);
+        send_in_batches(records.filter_map(Result::transpose), batch, batches)
     }
 
     /// Commits `change` on the blocking pool, its audit record queued for the webhooks
@@ -196,18 +213,24 @@ impl EmbeddedStore {
     }
 
     /// One write transaction: every effect, the audit record, and its outbox entries.
-    /// redb serialises writers, so two changes at once cannot both read the same old value.
+    /// redb serialises writers, so two changes at once cannot both read the same old value,
+    /// and a signal accepted twice at once is written once.
     fn commit_in(
         db: &Database,
         change: Change,
         webhooks: &[String],
     ) -> Result<Committed, StoreError> {
         let Change { effects, mut audit } = change;
+        let now = clock::now();
         let txn = db.begin_write()?;
-        let records = effects
-            .into_iter()
-            .map(|effect| apply(&txn, effect))
-            .collect::<Result<Vec<_>, _>>()?;
+        if replayed(&txn, &effects, now)? {
+            txn.abort()?;
+            return Err(StoreError::Replayed);
+        }
+        let mut records = Vec::with_capacity(effects.len());
+        for effect in effects {
+            records.extend(apply(&txn, effect, now)?);
+        }
         audit.sessions_valid_after = Record::first_cutoff(&records).map(|c| c.valid_after);
         let record = append_audit(&txn, &audit)?;
         let group = routing::group(&audit)?;
@@ -277,6 +300,86 @@ impl EmbeddedStore {
             .map(|entry| Ok(serde_json::from_slice(entry?.1.value())?))
             .collect()
     }
+
+    pub(super) fn remember_scim_users(db: &Database, users: &[ScimUser]) -> Result<(), StoreError> {
+        let txn = db.begin_write()?;
+        {
+            let mut table = txn.open_table(SCIM_USERS)?;
+            for user in users {
+                let field = pair_field(&user.workspace, &user.id)?;
+                table.insert(field.as_str(), user.user.as_str())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    pub(super) fn scim_user(
+        db: &Database,
+        workspace: Option<&str>,
+        id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let field = pair_field(&workspace, &id)?;
+        let txn = db.begin_read()?;
+        let table = txn.open_table(SCIM_USERS)?;
+        Ok(table
+            .get(field.as_str())?
+            .map(|user| user.value().to_string()))
+    }
+}
+
+/// A record read at load: `None` for one that no longer means anything.
+type Loaded = Result<Option<Record>, StoreError>;
+
+/// Every entry of a text-keyed table, decoded.
+fn by_text<'a>(
+    table: &'a ReadOnlyTable<&'static str, &'static [u8]>,
+    decode: impl Fn(&str, &[u8]) -> Loaded + 'a,
+) -> Result<impl Iterator<Item = Loaded> + 'a, StoreError> {
+    Ok(table.iter()?.map(move |entry| {
+        let (key, value) = entry?;
+        decode(key.value(), value.value())
+    }))
+}
+
+fn cutoff_record(scope: Scope, bytes: &[u8]) -> Loaded {
+    let cutoff = serde_json::from_slice(bytes)?;
+    Ok(Some(Record::Cutoff { scope, cutoff }))
+}
+
+/// A revoked session, unless it expired by `now`.
+fn revoked_record(key: &str, bytes: &[u8], now: f64) -> Loaded {
+    let revoked: Revoked = serde_json::from_slice(bytes)?;
+    let (workspace, sid) = serde_json::from_str(key)?;
+    let record = Record::RevokedSid {
+        workspace,
+        sid,
+        revoked,
+    };
+    Ok(revoked.in_force(now).then_some(record))
+}
+
+/// Sends `records` `batch` at a time; a closed receiver ends it early, and the first
+/// unreadable record ends it with its error.
+fn send_in_batches(
+    records: impl Iterator<Item = Result<Record, StoreError>>,
+    batch: usize,
+    batches: &Sender<Vec<Record>>,
+) -> Result<(), StoreError> {
+    let mut pending = Vec::with_capacity(batch);
+    for record in records {
+        pending.push(record?);
+        if pending.len() == batch {
+            let full = std::mem::replace(&mut pending, Vec::with_capacity(batch));
+            if batches.blocking_send(full).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if !pending.is_empty() {
+        let _ = batches.blocking_send(pending);
+    }
+    Ok(())
 }
 
 /// Opens (or creates) the file with every table in place.
@@ -296,12 +399,35 @@ fn with_tables(db: Database) -> Result<Database, StoreError> {
     txn.open_table(AUDIT)?;
     txn.open_table(META)?;
     outbox::create_tables(&txn)?;
+    txn.open_table(SUBJECTS)?;
+    txn.open_table(SIDS)?;
+    txn.open_table(SEEN)?;
+    txn.open_table(SIDS_EXPIRY)?;
+    txn.open_table(SEEN_EXPIRY)?;
+    txn.open_table(SCIM_USERS)?;
     txn.commit()?;
     Ok(db)
 }
 
-/// One effect inside the write transaction, and the record it leaves.
-fn apply(txn: &WriteTransaction, effect: Effect) -> Result<Record, StoreError> {
+/// Whether `effects` carry a signal the store accepted before (and has not forgotten).
+fn replayed(txn: &WriteTransaction, effects: &[Effect], now: f64) -> Result<bool, StoreError> {
+    let seen = txn.open_table(SEEN)?;
+    for effect in effects {
+        let Effect::SignalSeen { issuer, jti, .. } = effect else {
+            continue;
+        };
+        if let Some(until) = seen.get(pair_field(issuer, jti)?.as_str())? {
+            let until: i64 = serde_json::from_slice(until.value())?;
+            if now < until as f64 {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// One effect inside the write transaction, and the record it leaves for memory.
+fn apply(txn: &WriteTransaction, effect: Effect, now: f64) -> Result<Option<Record>, StoreError> {
     match effect {
         Effect::Cutoff {
             scope,
@@ -317,17 +443,110 @@ fn apply(txn: &WriteTransaction, effect: Effect) -> Result<Record, StoreError> {
                 version: current.map_or(1, |c| c.version + 1),
             };
             write_cutoff(txn, &scope, &cutoff)?;
-            Ok(Record::Cutoff { scope, cutoff })
+            Ok(Some(Record::Cutoff { scope, cutoff }))
+        }
+        Effect::RevokedSid {
+            workspace,
+            sid,
+            expires_at,
+        } => {
+            let record = revoke_sid(txn, workspace, sid, expires_at)?;
+            prune(txn, (SIDS, SIDS_EXPIRY), now)?;
+            Ok(Some(record))
+        }
+        Effect::SignalSeen {
+            issuer,
+            jti,
+            expires_at,
+        } => {
+            let key = pair_field(&issuer, &jti)?;
+            let old_expiry: Option<i64> = read_json(txn, SEEN, &key)?;
+            let seen = (SEEN, SEEN_EXPIRY);
+            write_expiring(txn, seen, &key, (expires_at, old_expiry), &expires_at)?;
+            prune(txn, seen, now)?;
+            Ok(None)
         }
     }
 }
 
+/// Revokes `sid` until at least `expires_at` (an expiry never moves back).
+fn revoke_sid(
+    txn: &WriteTransaction,
+    workspace: Option<String>,
+    sid: String,
+    expires_at: i64,
+) -> Result<Record, StoreError> {
+    let key = pair_field(&workspace, &sid)?;
+    let current: Option<Revoked> = read_json(txn, SIDS, &key)?;
+    let revoked = Revoked {
+        expires_at: current.map_or(expires_at, |c| c.expires_at.max(expires_at)),
+        version: current.map_or(1, |c| c.version + 1),
+    };
+    let expiry = (revoked.expires_at, current.map(|c| c.expires_at));
+    write_expiring(txn, (SIDS, SIDS_EXPIRY), &key, expiry, &revoked)?;
+    Ok(Record::RevokedSid {
+        workspace,
+        sid,
+        revoked,
+    })
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(
+    txn: &WriteTransaction,
+    table: JsonTable,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    let table = txn.open_table(table)?;
+    let bytes = table.get(key)?.map(|v| v.value().to_vec());
+    Ok(bytes
+        .map(|bytes| serde_json::from_slice(&bytes))
+        .transpose()?)
+}
+
+/// Writes `value` under `key`, indexed by `expires_at` (replacing the index entry of the
+/// old expiry, if any).
+fn write_expiring(
+    txn: &WriteTransaction,
+    (data, index): Expiring,
+    key: &str,
+    (expires_at, old_expiry): (i64, Option<i64>),
+    value: &impl serde::Serialize,
+) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec(value)?;
+    txn.open_table(data)?.insert(key, bytes.as_slice())?;
+    let mut index = txn.open_table(index)?;
+    if let Some(old) = old_expiry.filter(|old| *old != expires_at) {
+        index.remove((old, key))?;
+    }
+    index.insert((expires_at, key), ())?;
+    Ok(())
+}
+
+/// Forgets up to `PRUNE_PER_COMMIT` entries that expired before `now`.
+fn prune(txn: &WriteTransaction, (data, index): Expiring, now: f64) -> Result<(), StoreError> {
+    let mut index = txn.open_table(index)?;
+    let mut data = txn.open_table(data)?;
+    let now = now.floor() as i64;
+    let expired: Vec<(i64, String)> = index
+        .range((i64::MIN, "")..(now, ""))?
+        .take(PRUNE_PER_COMMIT)
+        .map(|entry| {
+            let (key, _) = entry?;
+            let (at, key) = key.value();
+            Ok((at, key.to_string()))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    for (at, key) in expired {
+        index.remove((at, key.as_str()))?;
+        data.remove(key.as_str())?;
+    }
+    Ok(())
+}
+
 fn read_cutoff(txn: &WriteTransaction, scope: &Scope) -> Result<Option<Cutoff>, StoreError> {
     let bytes = match scope {
-        Scope::Workspace(ws) => txn
-            .open_table(WORKSPACES)?
-            .get(ws.as_str())?
-            .map(|v| v.value().to_vec()),
+        Scope::Workspace(ws) => return read_json(txn, WORKSPACES, ws),
+        Scope::Subject(subject) => return read_json(txn, SUBJECTS, subject),
         Scope::User { workspace, subject } => txn
             .open_table(USERS)?
             .get((workspace.as_str(), subject.as_str()))?
@@ -349,6 +568,10 @@ fn write_cutoff(txn: &WriteTransaction, scope: &Scope, cutoff: &Cutoff) -> Resul
             txn.open_table(USERS)?
                 .insert((workspace.as_str(), subject.as_str()), bytes.as_slice())?;
         }
+        Scope::Subject(subject) => {
+            txn.open_table(SUBJECTS)?
+                .insert(subject.as_str(), bytes.as_slice())?;
+        }
     }
     Ok(())
 }
@@ -359,7 +582,10 @@ fn append_audit(txn: &WriteTransaction, audit: &AuditRecord) -> Result<Vec<u8>, 
     let sequence = meta.get(AUDIT_SEQUENCE)?.map_or(0, |v| v.value()) + 1;
     meta.insert(AUDIT_SEQUENCE, sequence)?;
     let record = serde_json::to_vec(audit)?;
+    // Subject-wide records go under "", which no workspace's trail reads (a workspace name
+    // is never empty).
+    let workspace = audit.workspace.as_deref().unwrap_or("");
     txn.open_table(AUDIT)?
-        .insert((audit.workspace.as_str(), sequence), record.as_slice())?;
+        .insert((workspace, sequence), record.as_slice())?;
     Ok(record)
 }

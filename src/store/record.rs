@@ -1,25 +1,39 @@
-//! What the store keeps: cutoffs with their preserved sessions, and audit records; and
-//! the vocabulary of changing them (`Change` of `Effect`s in, `Record`s out).
+//! What the store keeps: cutoffs with their preserved sessions, revoked identity-provider
+//! sessions, the signals already accepted, and audit records; and the vocabulary of
+//! changing them (`Change` of `Effect`s in, `Record`s out).
 //!
-//! These are the durable facts; `crate::sessions` holds them in memory and enforces them.
+//! These are the durable facts; `crate::sessions` holds the enforced ones in memory.
 
 use serde::{Deserialize, Serialize};
 
 /// What a cutoff applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(from = "ScopeKey", into = "ScopeKey")]
+#[serde(try_from = "ScopeKey", into = "ScopeKey")]
 pub enum Scope {
     Workspace(String),
-    User { workspace: String, subject: String },
+    User {
+        workspace: String,
+        subject: String,
+    },
+    /// A user in every workspace (`U*`): set by identity-provider signals, and never
+    /// preserving a session.
+    Subject(String),
 }
 
-/// A scope as it travels in records: `{"workspace": ..., "subject": ...}`.
+/// A scope as it travels in records: `{"workspace": ..., "subject": ...}`, either of them
+/// absent but not both.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ScopeKey {
-    workspace: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    workspace: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     subject: Option<String>,
 }
+
+/// A scope record that names neither a workspace nor a subject.
+#[derive(Debug, thiserror::Error)]
+#[error("a scope names a workspace, a subject or both")]
+struct EmptyScope;
 
 /// One change to commit: every effect and the audit record together, or nothing.
 #[derive(Debug, Clone)]
@@ -40,14 +54,46 @@ pub enum Effect {
         valid_after: i64,
         preserved: Option<Preserved>,
     },
+    /// Refuses tokens whose `sid` claim names this identity-provider session, in one
+    /// workspace or (`None`) in all, until `expires_at` (which never moves back).
+    RevokedSid {
+        workspace: Option<String>,
+        sid: String,
+        expires_at: i64,
+    },
+    /// Remembers an accepted signal until `expires_at`. When the store already holds it,
+    /// the whole change is refused as `StoreError::Replayed` and nothing is written: a
+    /// replayed signal changes nothing.
+    SignalSeen {
+        issuer: String,
+        jti: String,
+        expires_at: i64,
+    },
 }
 
-/// What a change left in the store: applied to memory here, published to the fleet, and
-/// read back by every (re)load. Versions make applying one twice, or late, harmless.
+/// What a change left in the store that memory enforces: applied to memory here,
+/// published to the fleet, and read back by every (re)load. Versions make applying one
+/// twice, or late, harmless.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Record {
+    /// The cutoff of `scope`, as the store now holds it.
     Cutoff { scope: Scope, cutoff: Cutoff },
+    /// An identity-provider session refused (in `workspace`, or everywhere) until it expires.
+    RevokedSid {
+        workspace: Option<String>,
+        sid: String,
+        revoked: Revoked,
+    },
+}
+
+/// How long an identity-provider session stays revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revoked {
+    /// Unix seconds; the `sid` passes again from then on.
+    pub expires_at: i64,
+    /// Monotonic per (workspace, sid), assigned by the store on commit.
+    pub version: u64,
 }
 
 /// A sessions-valid-after cutoff and the one session it spares.
@@ -74,11 +120,19 @@ pub struct AuditRecord {
     pub id: String,
     /// RFC 3339 UTC.
     pub at: String,
-    pub workspace: String,
+    /// `None` for subject-wide changes (identity-provider signals): stored, logged, and in
+    /// no workspace's trail.
+    pub workspace: Option<String>,
     pub action: Action,
     /// The user logged out (user actions only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub subject: Option<String>,
+    /// The identity-provider session a signal revoked.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sid: Option<String>,
+    /// The event type URI of a Shared Signals event (`ssf_event`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub event: Option<String>,
     pub actor_subject: Option<String>,
     pub actor_session: String,
     pub category: Option<Category>,
@@ -98,6 +152,12 @@ pub enum Action {
     LogoutAll,
     UserLogout,
     LogoutOthers,
+    /// OIDC Back-Channel Logout from an identity provider.
+    BackchannelLogout,
+    /// A Shared Signals (CAEP/RISC) event.
+    SsfEvent,
+    /// A SCIM deactivation the product accepted.
+    ScimDeprovision,
 }
 
 /// Why the logout happened, for later review (SPEC section 2).
@@ -113,38 +173,44 @@ pub enum Category {
 
 // === impl Scope ===
 
-impl From<ScopeKey> for Scope {
-    fn from(key: ScopeKey) -> Self {
-        match key.subject {
-            None => Self::Workspace(key.workspace),
-            Some(subject) => Self::User {
-                workspace: key.workspace,
-                subject,
-            },
+impl TryFrom<ScopeKey> for Scope {
+    type Error = EmptyScope;
+
+    fn try_from(key: ScopeKey) -> Result<Self, EmptyScope> {
+        match (key.workspace, key.subject) {
+            (Some(workspace), None) => Ok(Self::Workspace(workspace)),
+            (Some(workspace), Some(subject)) => Ok(Self::User { workspace, subject }),
+            (None, Some(subject)) => Ok(Self::Subject(subject)),
+            (None, None) => Err(EmptyScope),
         }
     }
 }
 
 impl From<Scope> for ScopeKey {
     fn from(scope: Scope) -> Self {
-        match scope {
-            Scope::Workspace(workspace) => Self {
-                workspace,
-                subject: None,
-            },
-            Scope::User { workspace, subject } => Self {
-                workspace,
-                subject: Some(subject),
-            },
-        }
+        let (workspace, subject) = match scope {
+            Scope::Workspace(workspace) => (Some(workspace), None),
+            Scope::User { workspace, subject } => (Some(workspace), Some(subject)),
+            Scope::Subject(subject) => (None, Some(subject)),
+        };
+        Self { workspace, subject }
     }
 }
 
 impl Scope {
-    /// The workspace the cutoff belongs to.
-    pub fn workspace(&self) -> &str {
+    /// The workspace the cutoff belongs to; `None` for a subject-wide one.
+    pub fn workspace(&self) -> Option<&str> {
         match self {
-            Self::Workspace(workspace) | Self::User { workspace, .. } => workspace,
+            Self::Workspace(workspace) | Self::User { workspace, .. } => Some(workspace),
+            Self::Subject(_) => None,
+        }
+    }
+
+    /// The user the cutoff belongs to; `None` for a workspace's.
+    pub fn subject(&self) -> Option<&str> {
+        match self {
+            Self::Workspace(_) => None,
+            Self::User { subject, .. } | Self::Subject(subject) => Some(subject),
         }
     }
 }
@@ -179,11 +245,29 @@ impl Record {
         records.iter().find_map(Record::as_cutoff)
     }
 
+    /// Whether the record still means something at `now` (revoked sessions expire).
+    pub fn in_force(&self, now: f64) -> bool {
+        match self {
+            Record::Cutoff { .. } => true,
+            Record::RevokedSid { revoked, .. } => revoked.in_force(now),
+        }
+    }
+
     /// The cutoff, when this record is one.
     pub fn as_cutoff(&self) -> Option<&Cutoff> {
         match self {
             Record::Cutoff { cutoff, .. } => Some(cutoff),
+            Record::RevokedSid { .. } => None,
         }
+    }
+}
+
+// === impl Revoked ===
+
+impl Revoked {
+    /// Whether the session is still refused at `now`.
+    pub fn in_force(&self, now: f64) -> bool {
+        now < self.expires_at as f64
     }
 }
 
@@ -200,7 +284,14 @@ impl Cutoff {
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 3] = [Self::LogoutAll, Self::UserLogout, Self::LogoutOthers];
+    pub const ALL: [Action; 6] = [
+        Self::LogoutAll,
+        Self::UserLogout,
+        Self::LogoutOthers,
+        Self::BackchannelLogout,
+        Self::SsfEvent,
+        Self::ScimDeprovision,
+    ];
 
     /// The action whose wire name is `name`.
     pub fn parse(name: &str) -> Option<Self> {
@@ -213,6 +304,9 @@ impl Action {
             Self::LogoutAll => "logout_all",
             Self::UserLogout => "user_logout",
             Self::LogoutOthers => "logout_others",
+            Self::BackchannelLogout => "backchannel_logout",
+            Self::SsfEvent => "ssf_event",
+            Self::ScimDeprovision => "scim_deprovision",
         }
     }
 }
@@ -224,7 +318,7 @@ impl AuditRecord {
         Self {
             id: uuid::Uuid::now_v7().to_string(),
             at: crate::clock::rfc3339(crate::clock::now()),
-            workspace: workspace.into(),
+            workspace: Some(workspace.into()),
             action,
             subject: None,
             actor_subject: Some("ada".into()),
@@ -235,6 +329,8 @@ impl AuditRecord {
             client_ip: "127.0.0.1".into(),
             user_agent: None,
             sessions_valid_after: None,
+            sid: None,
+            event: None,
         }
     }
 }

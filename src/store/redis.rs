@@ -3,11 +3,17 @@
 //! Keys, all under `store.redis_key_prefix` (P):
 //!
 //! ```text
-//! P workspaces        hash   workspace -> cutoff JSON
-//! P users             hash   ["workspace","subject"] -> cutoff JSON
-//! P audit:<workspace> list   audit record JSON, newest first
-//! P changes           pub/sub channel: the records of every commit, as a JSON array
-//! P outbox:...        the events outbox (see `outbox`)
+//! P workspaces         hash   workspace -> cutoff JSON
+//! P users              hash   ["workspace","subject"] -> cutoff JSON
+//! P subjects           hash   subject -> cutoff JSON (subject-wide, U*)
+//! P sids               hash   ["workspace" or null,"sid"] -> {"expires_at","version"}
+//! P sids:expiry        zset   the fields of P sids by expires_at (each commit prunes a few)
+//! P seen:["iss","jti"] string an accepted signal, expiring when it may be forgotten
+//! P scim_users         hash   ["workspace" or null,"id"] -> user
+//! P audit:<workspace>  list   audit record JSON, newest first
+//! P audit              list   subject-wide audit records, in no workspace's trail
+//! P changes            pub/sub channel: the records of every commit, as a JSON array
+//! P outbox:...         the events outbox (see `outbox`)
 //! P activity:instances          sorted set   instance -> unix ms of its last share
 //! P activity:<instance>:<ws>    string       that instance's activity share (expires)
 //! ```
@@ -29,7 +35,9 @@ use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::{AsyncConnectionConfig, Client};
 use serde_json::json;
 
-use super::{AuditRecord, Change, Committed, Effect, Outbox, Record, Scope, StoreError};
+use super::{
+    AuditRecord, Change, Committed, Effect, Outbox, Record, ScimUser, Scope, StoreError, pair_field,
+};
 use crate::config::RedisConfig;
 
 mod outbox;
@@ -40,6 +48,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Cutoffs read per `HSCAN` round trip during a resync.
 const SCAN_PAGE: usize = 5000;
+/// The error the commit script answers for a signal it has accepted before.
+const REPLAYED: &str = "REPLAYED";
 
 /// Atomic and monotonic on the server. Versions come from the server clock (microseconds,
 /// and always above the previous version), so a record written after Redis lost its data
@@ -47,25 +57,40 @@ const SCAN_PAGE: usize = 5000;
 /// with `%d` (cjson would round a 16-digit version) and JSON built by Rust is passed
 /// through as text.
 ///
+/// A signal accepted before is refused with `REPLAYED` before anything is written: a Lua
+/// script is atomic but does not roll back, so every check comes first.
+///
 /// ARGV: the effects (JSON array, each with its `key` and `field`), the audit record JSON,
 /// the audit list key, the channel, the outbox routes (the sequence key, the ordering
 /// group, and per webhook its events hash, group queue and due set).
 const COMMIT_SCRIPT: &str = r#"
 local time = redis.call('TIME')
-local clock = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local now = tonumber(time[1])
+local clock = now * 1000000 + tonumber(time[2])
+local effects = cjson.decode(ARGV[1])
+for _, effect in ipairs(effects) do
+  if effect.kind == 'signal_seen' and redis.call('EXISTS', effect.key) == 1 then
+    return redis.error_reply('REPLAYED')
+  end
+end
 local first_cutoff = nil
 local apply = {}
 
-function apply.cutoff(effect)
-  local valid_after = effect.valid_after
+-- `wanted`, raised to what the hash already holds under `name` (values never move back),
+-- and the next version of the field.
+local function raised(effect, name, wanted)
   local version = 0
   local current = redis.call('HGET', effect.key, effect.field)
   if current then
     local stored = cjson.decode(current)
-    valid_after = math.max(valid_after, stored.valid_after)
+    wanted = math.max(wanted, stored[name])
     version = stored.version
   end
-  version = math.max(version + 1, clock)
+  return wanted, math.max(version + 1, clock)
+end
+
+function apply.cutoff(effect)
+  local valid_after, version = raised(effect, 'valid_after', effect.valid_after)
   local cutoff = string.format('{"valid_after":%d,"preserved":%s,"version":%d}',
     valid_after, effect.preserved, version)
   redis.call('HSET', effect.key, effect.field, cutoff)
@@ -73,9 +98,32 @@ function apply.cutoff(effect)
   return string.format('{"kind":"cutoff","scope":%s,"cutoff":%s}', effect.scope, cutoff)
 end
 
+function apply.revoked_sid(effect)
+  local expires_at, version = raised(effect, 'expires_at', effect.expires_at)
+  local revoked = string.format('{"expires_at":%d,"version":%d}', expires_at, version)
+  redis.call('HSET', effect.key, effect.field, revoked)
+  redis.call('ZADD', effect.index, expires_at, effect.field)
+  local expired = redis.call('ZRANGEBYSCORE', effect.index, '-inf', '(' .. now, 'LIMIT', 0, 16)
+  for _, field in ipairs(expired) do
+    redis.call('HDEL', effect.key, field)
+    redis.call('ZREM', effect.index, field)
+  end
+  return string.format('{"kind":"revoked_sid","workspace":%s,"sid":%s,"revoked":%s}',
+    effect.workspace, effect.sid, revoked)
+end
+
+function apply.signal_seen(effect)
+  redis.call('SET', effect.key, '1')
+  redis.call('EXPIREAT', effect.key, effect.expires_at)
+  return nil
+end
+
 local records = {}
-for i, effect in ipairs(cjson.decode(ARGV[1])) do
-  records[i] = apply[effect.kind](effect)
+for _, effect in ipairs(effects) do
+  local record = apply[effect.kind](effect)
+  if record then
+    records[#records + 1] = record
+  end
 end
 local audit = cjson.decode(ARGV[2])
 audit.sessions_valid_after = first_cutoff
@@ -119,6 +167,10 @@ struct Keys {
     prefix: String,
     workspaces: String,
     users: String,
+    subjects: String,
+    sids: String,
+    sids_expiry: String,
+    scim_users: String,
     channel: String,
     activity_instances: String,
 }
@@ -244,11 +296,14 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Reads every record page by page, handing each to `apply`; returns how many.
+    /// Reads every record memory enforces page by page, handing each to `apply`; returns
+    /// how many. Revoked sessions that have expired are skipped.
     pub async fn load_into(&self, mut apply: impl FnMut(Record)) -> Result<usize, StoreError> {
         let mut conn = self.command_connection()?;
         let mut count = 0;
-        for hash in [&self.keys.workspaces, &self.keys.users] {
+        let now = crate::clock::now();
+        let keys = &self.keys;
+        for hash in [&keys.workspaces, &keys.users, &keys.subjects, &keys.sids] {
             let mut cursor = 0u64;
             loop {
                 let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
@@ -259,10 +314,11 @@ impl RedisStore {
                     .query_async(&mut conn)
                     .await?;
                 for (field, value) in page {
-                    let scope = self.keys.scope(hash, &field)?;
-                    let cutoff = serde_json::from_str(&value)?;
-                    apply(Record::Cutoff { scope, cutoff });
-                    count += 1;
+                    let record = keys.record(hash, &field, &value)?;
+                    if record.as_ref().is_some_and(|r| r.in_force(now)) {
+                        apply(record.expect("checked to be Some"));
+                        count += 1;
+                    }
                 }
                 if next == 0 {
                     break;
@@ -273,7 +329,8 @@ impl RedisStore {
         Ok(count)
     }
 
-    /// Runs the commit script: compare, write, audit and publish in one step on the server.
+    /// Runs the commit script: check, compare, write, audit and publish in one step on the
+    /// server.
     pub(super) async fn commit(&self, change: &Change) -> Result<Committed, StoreError> {
         let mut conn = self.command_connection()?;
         let effects = change
@@ -287,11 +344,19 @@ impl RedisStore {
             .script
             .arg(serde_json::to_string(&effects)?)
             .arg(serde_json::to_string(audit)?)
-            .arg(self.keys.audit(&audit.workspace))
+            .arg(self.keys.audit(audit.workspace.as_deref()))
             .arg(&self.keys.channel)
             .arg(outbox)
             .invoke_async(&mut conn)
-            .await?;
+            .await
+            .map_err(|error| {
+                // Redis answers a script's error reply as `ERR REPLAYED` (older) or
+                // `REPLAYED` (newer): either names the signal as replayed.
+                match error.code() == Some(REPLAYED) || error.detail() == Some(REPLAYED) {
+                    true => StoreError::Replayed,
+                    false => StoreError::Redis(error),
+                }
+            })?;
         Ok(Committed {
             records: Published::decode(message.as_bytes())?.0,
             audit: serde_json::from_str(&record)?,
@@ -356,6 +421,33 @@ impl RedisStore {
         Ok(shares.into_iter().flatten().collect())
     }
 
+    /// `HSET` of every pair at once: idempotent, so no script is needed.
+    pub(super) async fn remember_scim_users(&self, users: &[ScimUser]) -> Result<(), StoreError> {
+        let mut conn = self.command_connection()?;
+        let mut command = redis::cmd("HSET");
+        command.arg(&self.keys.scim_users);
+        for user in users {
+            command
+                .arg(pair_field(&user.workspace, &user.id)?)
+                .arg(&user.user);
+        }
+        command.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+
+    pub(super) async fn scim_user(
+        &self,
+        workspace: Option<&str>,
+        id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let mut conn = self.command_connection()?;
+        Ok(redis::cmd("HGET")
+            .arg(&self.keys.scim_users)
+            .arg(pair_field(&workspace, &id)?)
+            .query_async(&mut conn)
+            .await?)
+    }
+
     /// The newest `limit` audit records of `workspace`, newest first.
     pub(super) async fn audit(
         &self,
@@ -367,7 +459,7 @@ impl RedisStore {
         };
         let mut conn = self.command_connection()?;
         let records: Vec<String> = redis::cmd("LRANGE")
-            .arg(self.keys.audit(workspace))
+            .arg(self.keys.audit(Some(workspace)))
             .arg(0)
             .arg(last)
             .query_async(&mut conn)
@@ -411,6 +503,10 @@ impl Keys {
             prefix: prefix.to_string(),
             workspaces: format!("{prefix}workspaces"),
             users: format!("{prefix}users"),
+            subjects: format!("{prefix}subjects"),
+            sids: format!("{prefix}sids"),
+            sids_expiry: format!("{prefix}sids:expiry"),
+            scim_users: format!("{prefix}scim_users"),
             channel: format!("{prefix}changes"),
             activity_instances: format!("{prefix}activity:instances"),
         }
@@ -421,8 +517,12 @@ impl Keys {
         format!("{}activity:{instance}:{workspace}", self.prefix)
     }
 
-    fn audit(&self, workspace: &str) -> String {
-        format!("{}audit:{workspace}", self.prefix)
+    /// A workspace's trail; subject-wide records go to a list no workspace reads.
+    fn audit(&self, workspace: Option<&str>) -> String {
+        match workspace {
+            Some(workspace) => format!("{}audit:{workspace}", self.prefix),
+            None => format!("{}audit", self.prefix),
+        }
     }
 
     /// The hash and field holding `scope`'s cutoff. A user's field is a JSON pair, so any
@@ -430,9 +530,8 @@ impl Keys {
     fn cutoff_field(&self, scope: &Scope) -> Result<(&str, String), StoreError> {
         Ok(match scope {
             Scope::Workspace(workspace) => (&self.workspaces, workspace.clone()),
-            Scope::User { workspace, subject } => {
-                (&self.users, serde_json::to_string(&(workspace, subject))?)
-            }
+            Scope::User { workspace, subject } => (&self.users, pair_field(workspace, subject)?),
+            Scope::Subject(subject) => (&self.subjects, subject.clone()),
         })
     }
 
@@ -455,16 +554,54 @@ impl Keys {
                     "preserved": serde_json::to_string(preserved)?,
                 }))
             }
+            Effect::RevokedSid {
+                workspace,
+                sid,
+                expires_at,
+            } => Ok(json!({
+                "kind": "revoked_sid",
+                "key": self.sids,
+                "field": pair_field(workspace, sid)?,
+                "index": self.sids_expiry,
+                "workspace": serde_json::to_string(workspace)?,
+                "sid": serde_json::to_string(sid)?,
+                "expires_at": expires_at,
+            })),
+            Effect::SignalSeen {
+                issuer,
+                jti,
+                expires_at,
+            } => Ok(json!({
+                "kind": "signal_seen",
+                "key": format!("{}seen:{}", self.prefix, pair_field(issuer, jti)?),
+                "expires_at": expires_at,
+            })),
         }
     }
 
-    /// The inverse of `cutoff_field`.
-    fn scope(&self, hash: &str, field: &str) -> Result<Scope, StoreError> {
-        if hash == self.workspaces {
-            return Ok(Scope::Workspace(field.to_string()));
-        }
-        let (workspace, subject): (String, String) = serde_json::from_str(field)?;
-        Ok(Scope::User { workspace, subject })
+    /// The record stored in `hash` under `field`: the inverse of `cutoff_field` and of the
+    /// `revoked_sid` layout.
+    fn record(&self, hash: &str, field: &str, value: &str) -> Result<Option<Record>, StoreError> {
+        let scope = match hash {
+            h if h == self.workspaces => Scope::Workspace(field.to_string()),
+            h if h == self.subjects => Scope::Subject(field.to_string()),
+            h if h == self.users => {
+                let (workspace, subject) = serde_json::from_str(field)?;
+                Scope::User { workspace, subject }
+            }
+            h if h == self.sids => {
+                let (workspace, sid) = serde_json::from_str(field)?;
+                let revoked = serde_json::from_str(value)?;
+                return Ok(Some(Record::RevokedSid {
+                    workspace,
+                    sid,
+                    revoked,
+                }));
+            }
+            _ => return Ok(None),
+        };
+        let cutoff = serde_json::from_str(value)?;
+        Ok(Some(Record::Cutoff { scope, cutoff }))
     }
 }
 
@@ -514,17 +651,21 @@ mod tests {
     #[test]
     fn cutoff_fields_round_trip_any_text() {
         let keys = Keys::new("p:");
+        let cutoff = r#"{"valid_after":1,"preserved":null,"version":1}"#;
         for scope in [
             Scope::Workspace("acme \"x\"".into()),
             Scope::User {
                 workspace: "a\",\"b".into(),
                 subject: "auth0|42".into(),
             },
+            Scope::Subject("bob@example.com".into()),
         ] {
             let (hash, field) = keys.cutoff_field(&scope).unwrap();
-            assert_eq!(keys.scope(hash, &field).unwrap(), scope);
+            let record = keys.record(hash, &field, cutoff).unwrap();
+            assert!(matches!(record, Some(Record::Cutoff { scope: s, .. }) if s == scope));
         }
-        assert_eq!(keys.audit("acme"), "p:audit:acme");
+        assert_eq!(keys.audit(Some("acme")), "p:audit:acme");
+        assert_eq!(keys.audit(None), "p:audit");
     }
 
     #[test]

@@ -40,6 +40,41 @@ pub enum GatewayError {
     StoreUnavailable(#[from] StoreError),
     #[error("upstream: {0}")]
     Upstream(#[from] UpstreamError),
+    #[error("signal refused: {0}")]
+    Signal(SignalRefusal),
+}
+
+/// An identity-provider signal the gateway refuses, answered in its sender's protocol
+/// (SPEC section 13). The description names the rule, never the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{protocol:?} {}: {description}", code.as_str())]
+pub struct SignalRefusal {
+    /// The protocol the signal came by.
+    pub protocol: SignalProtocol,
+    /// The RFC 8935 code.
+    pub code: SignalCode,
+    /// The rule broken, in words.
+    pub description: String,
+}
+
+/// Which protocol a signal came by: it decides the shape of the error answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalProtocol {
+    /// OIDC Back-Channel Logout 1.0: `{"error": "invalid_request", "error_description"}`.
+    BackchannelLogout,
+    /// RFC 8935 push of a Security Event Token: `{"err", "description"}`.
+    SharedSignals,
+}
+
+/// The RFC 8935 error codes (Back-Channel Logout answers every one as `invalid_request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalCode {
+    InvalidRequest,
+    InvalidKey,
+    InvalidIssuer,
+    InvalidAudience,
+    AuthenticationFailed,
+    AccessDenied,
 }
 
 /// A browser navigation sent to `auth.login_url` instead of a 401.
@@ -104,6 +139,7 @@ impl GatewayError {
             Self::Upstream(UpstreamError::ConnectTimeout(_) | UpstreamError::Timeout) => {
                 StatusCode::GATEWAY_TIMEOUT
             }
+            Self::Signal(refusal) => refusal.status(),
         }
     }
 
@@ -148,6 +184,7 @@ impl GatewayError {
             Self::Upstream(UpstreamError::ConnectTimeout(_) | UpstreamError::Timeout) => {
                 error_json(status, "gateway_timeout", None)
             }
+            Self::Signal(refusal) => refusal.into_response(),
         }
     }
 }
@@ -180,6 +217,49 @@ fn unauthorized(reason: TokenError) -> Response<Body> {
         HeaderValue::from_str(&challenge).expect("challenge is built from ASCII constants");
     response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
     response
+}
+
+// === impl SignalRefusal ===
+
+impl SignalRefusal {
+    /// 401 for a push without the right `Authorization` (RFC 8935 section 2.4); else 400.
+    fn status(&self) -> StatusCode {
+        use SignalCode::*;
+        match (self.protocol, self.code) {
+            (SignalProtocol::SharedSignals, AuthenticationFailed) => StatusCode::UNAUTHORIZED,
+            (SignalProtocol::SharedSignals, InvalidRequest | InvalidKey | InvalidIssuer)
+            | (SignalProtocol::SharedSignals, InvalidAudience | AccessDenied)
+            | (SignalProtocol::BackchannelLogout, _) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let value = match self.protocol {
+            SignalProtocol::BackchannelLogout => {
+                json!({ "error": "invalid_request", "error_description": self.description })
+            }
+            SignalProtocol::SharedSignals => {
+                json!({ "err": self.code.as_str(), "description": self.description })
+            }
+        };
+        body::json(self.status(), &value)
+    }
+}
+
+// === impl SignalCode ===
+
+impl SignalCode {
+    /// The wire name (RFC 8935 section 2.3).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidKey => "invalid_key",
+            Self::InvalidIssuer => "invalid_issuer",
+            Self::InvalidAudience => "invalid_audience",
+            Self::AuthenticationFailed => "authentication_failed",
+            Self::AccessDenied => "access_denied",
+        }
+    }
 }
 
 // === impl UpstreamError ===

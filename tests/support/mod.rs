@@ -478,6 +478,19 @@ impl Gateway {
             .unwrap()
     }
 
+    /// The value of one series in `/metrics` (0 when absent), e.g.
+    /// `sessiongate_jwks_refreshes_total{result="ok"}`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.ops_get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(series)
+                    .filter(|rest| rest.starts_with(' '))
+                    .map(|rest| rest.trim().parse::<f64>().unwrap())
+            })
+            .unwrap_or(0.0)
+    }
+
     /// A 200 admin `GET` under `/_sessiongate/v1/` and its JSON answer.
     pub async fn admin_get(&self, path: &str, jwt: &str) -> Value {
         let rsp = self
@@ -593,6 +606,20 @@ impl Drop for Gateway {
     }
 }
 
+/// Polls `probe` every 10 ms until it is true; the time it took, or a panic after `limit`.
+pub async fn until<F, Fut>(what: &str, limit: Duration, mut probe: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !probe().await {
+        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
 // ============================================================================
 // Tokens
 // ============================================================================
@@ -687,6 +714,11 @@ impl TokenBuilder {
 
     pub fn header(mut self, name: &str, value: Value) -> Self {
         self.header.insert(name.into(), value);
+        self
+    }
+
+    pub fn without_header(mut self, name: &str) -> Self {
+        self.header.remove(name);
         self
     }
 
