@@ -18,6 +18,7 @@ mod console;
 mod logout;
 mod reads;
 mod route;
+mod schedule;
 
 use route::Route;
 
@@ -53,6 +54,11 @@ pub async fn handle(
         Route::Logout(target) => {
             access::check_origin(state, &req, conn, &caller)?;
             logout::handle(state, target, &caller, req, conn).await
+        }
+        Route::ScheduledLogout { workspace } => {
+            access::require_admin(state, &caller, &workspace)?;
+            access::check_origin(state, &req, conn, &caller)?;
+            schedule::cancel(state, &workspace, &caller, req, conn).await
         }
     }
 }

@@ -156,6 +156,7 @@ pub async fn run(
     announce.listening();
     load_store(&state).await?;
     spawn_activity_sharing(&state);
+    spawn_scheduled_logouts(&state);
     tokio::spawn(announce.when_ready(state.clone()));
     proxy::serve(listeners.main, proxy, acceptor, shutdown).await;
     events.stopped().await;
@@ -218,6 +219,17 @@ fn spawn_activity_sharing(state: &Arc<AppState>) {
     tokio::spawn(async move {
         tokio::select! {
             () = sessions::share_activity(&state.sessions, &state.store) => {}
+            () = state.shutdown.cancelled() => {}
+        }
+    });
+}
+
+/// Scheduled logouts are applied at their time in the background until shutdown.
+fn spawn_scheduled_logouts(state: &Arc<AppState>) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = sessions::apply_scheduled_logouts(&state.sessions, &state.store) => {}
             () = state.shutdown.cancelled() => {}
         }
     });

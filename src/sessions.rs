@@ -21,6 +21,8 @@ mod commit;
 mod cutoffs;
 mod metrics;
 mod revoked;
+mod scheduled_logout;
+mod schedules;
 mod share;
 mod sync;
 
@@ -28,9 +30,11 @@ use activity::Activity;
 use cutoffs::Cutoffs;
 use metrics::SessionMetrics;
 use revoked::RevokedSids;
+use schedules::Schedules;
 
 pub use activity::{ActivityCount, WINDOW_SECS};
 pub use cutoffs::{Refusal, Session};
+pub use scheduled_logout::apply_scheduled_logouts;
 pub use share::share_activity;
 pub use sync::keep_in_sync;
 
@@ -42,6 +46,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 pub struct Sessions {
     cutoffs: Cutoffs,
     revoked: RevokedSids,
+    /// Pending scheduled logouts, enforced from their time on (SPEC section 10).
+    schedules: Schedules,
     activity: Activity,
     /// Names this instance's activity shares in a shared store.
     instance: String,
@@ -68,6 +74,7 @@ impl Sessions {
         Self {
             cutoffs: Cutoffs::default(),
             revoked: RevokedSids::default(),
+            schedules: Schedules::default(),
             activity: Activity::default(),
             instance: uuid::Uuid::now_v7().to_string(),
             changes: watch::Sender::new(0),
@@ -79,15 +86,16 @@ impl Sessions {
 
     /// Step 5 at time `now`: the workspace cutoff, then the user's, each unless this
     /// session is the preserved one (which ends with its token's `exp`); then the user's
-    /// subject-wide cutoff and the identity provider's revoked sessions.
+    /// subject-wide cutoff and the identity provider's revoked sessions; then a scheduled
+    /// logout whose time has come (before the store has it as a cutoff).
     pub fn check(&self, session: &Session<'_>, now: f64) -> Result<(), Refusal> {
         self.cutoffs.check(session, now)?;
-        match session.sid {
-            Some(sid) if self.revoked.is_revoked(sid, session.workspace, now) => {
-                Err(Refusal::Revoked)
-            }
-            _ => Ok(()),
+        if let Some(sid) = session.sid
+            && self.revoked.is_revoked(sid, session.workspace, now)
+        {
+            return Err(Refusal::Revoked);
         }
+        self.check_scheduled(session, now)
     }
 
     /// Counts a session whose request passed at `now`, for `GET .../activity`.
@@ -129,6 +137,10 @@ impl Sessions {
                 sid,
                 revoked,
             } => self.revoked.apply(workspace.as_deref(), &sid, revoked),
+            Record::Schedule {
+                workspace,
+                schedule,
+            } => self.schedules.apply(&workspace, schedule),
         };
         if changed {
             self.changes.send_modify(|generation| *generation += 1);

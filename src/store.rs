@@ -19,6 +19,7 @@ mod embedded;
 mod outbox;
 mod record;
 mod redis;
+mod schedule;
 
 pub use embedded::EmbeddedStore;
 pub use outbox::{Claimed, Delivery, Outbox};
@@ -26,6 +27,7 @@ pub use record::{
     Action, AuditRecord, Category, Change, Cutoff, Effect, Preserved, Record, Revoked, Scope,
 };
 pub use redis::{Published, RedisStore, Subscription};
+pub use schedule::{Schedule, ScheduledLogout, Scheduler};
 
 /// Records handed from a blocking load to the task applying them, per message: a load
 /// streams instead of collecting every record first.
@@ -101,6 +103,10 @@ pub enum StoreError {
     /// not written again.
     #[error("the signal was accepted before; nothing changed")]
     Replayed,
+    /// Not a failure either: the scheduled logout a change is about is no longer pending
+    /// (cancelled, replaced, or applied by another instance), so nothing was written.
+    #[error("no such scheduled logout is pending; nothing changed")]
+    NotPending,
 }
 
 /// redb reports each kind of failure with its own type; all of them mean "not committed".

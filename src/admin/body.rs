@@ -20,6 +20,8 @@ pub(super) struct LogoutBody {
     pub(super) ticket: Option<String>,
     /// Only for `.../users/logout`, which names its user here.
     pub(super) subject: Option<String>,
+    /// Only for logout-all: when to apply it (SPEC section 10), RFC 3339.
+    pub(super) at: Option<String>,
 }
 
 /// Reads and checks a logout body: empty, or JSON within the SPEC section 2 limits.

@@ -17,8 +17,9 @@ impl Sessions {
             .commit(change)
             .await
             .inspect_err(|error| match error {
-                // Not a failure: the signal it carries was committed before.
-                StoreError::Replayed => {}
+                // Not failures: the signal it carries was committed before, or the
+                // scheduled logout it is about was settled by another change.
+                StoreError::Replayed | StoreError::NotPending => {}
                 error => tracing::error!(%error, action = action.as_str(), "change not committed"),
             })?;
         committed

@@ -21,6 +21,7 @@ use super::{
 use crate::clock;
 
 mod outbox;
+mod schedule;
 
 use outbox::Claims;
 
@@ -180,6 +181,7 @@ impl EmbeddedStore {
         let now = clock::now();
         let (workspaces, users) = (txn.open_table(WORKSPACES)?, txn.open_table(USERS)?);
         let (subjects, sids) = (txn.open_table(SUBJECTS)?, txn.open_table(SIDS)?);
+        let schedules = txn.open_table(schedule::SCHEDULES)?;
         let users = users.iter()?.map(|entry| {
             let (key, value) = entry?;
             let (workspace, subject) = key.value();
@@ -198,7 +200,8 @@ impl EmbeddedStore {
         })?)
         .chain(by_text(&sids, |key, value| {
             revoked_record(key, value, now)
-        })?);
+        })?)
+        .chain(by_text(&schedules, schedule::record)?);
         send_in_batches(records.filter_map(Result::transpose), batch, batches)
     }
 
@@ -226,6 +229,10 @@ impl EmbeddedStore {
         if replayed(&txn, &effects, now)? {
             txn.abort()?;
             return Err(StoreError::Replayed);
+        }
+        if !schedule::still_pending(&txn, &effects)? {
+            txn.abort()?;
+            return Err(StoreError::NotPending);
         }
         let mut records = Vec::with_capacity(effects.len());
         for effect in effects {
@@ -405,6 +412,7 @@ fn with_tables(db: Database) -> Result<Database, StoreError> {
     txn.open_table(SIDS_EXPIRY)?;
     txn.open_table(SEEN_EXPIRY)?;
     txn.open_table(SCIM_USERS)?;
+    txn.open_table(schedule::SCHEDULES)?;
     txn.commit()?;
     Ok(db)
 }
@@ -426,8 +434,8 @@ fn replayed(txn: &WriteTransaction, effects: &[Effect], now: f64) -> Result<bool
     Ok(false)
 }
 
-/// One effect inside the write transaction, and the record it leaves for memory.
-fn apply(txn: &WriteTransaction, effect: Effect, now: f64) -> Result<Option<Record>, StoreError> {
+/// One effect inside the write transaction, and the records it leaves for memory.
+fn apply(txn: &WriteTransaction, effect: Effect, now: f64) -> Result<Vec<Record>, StoreError> {
     match effect {
         Effect::Cutoff {
             scope,
@@ -443,7 +451,7 @@ fn apply(txn: &WriteTransaction, effect: Effect, now: f64) -> Result<Option<Reco
                 version: current.map_or(1, |c| c.version + 1),
             };
             write_cutoff(txn, &scope, &cutoff)?;
-            Ok(Some(Record::Cutoff { scope, cutoff }))
+            Ok(vec![Record::Cutoff { scope, cutoff }])
         }
         Effect::RevokedSid {
             workspace,
@@ -452,7 +460,7 @@ fn apply(txn: &WriteTransaction, effect: Effect, now: f64) -> Result<Option<Reco
         } => {
             let record = revoke_sid(txn, workspace, sid, expires_at)?;
             prune(txn, (SIDS, SIDS_EXPIRY), now)?;
-            Ok(Some(record))
+            Ok(vec![record])
         }
         Effect::SignalSeen {
             issuer,
@@ -464,8 +472,17 @@ fn apply(txn: &WriteTransaction, effect: Effect, now: f64) -> Result<Option<Reco
             let seen = (SEEN, SEEN_EXPIRY);
             write_expiring(txn, seen, &key, (expires_at, old_expiry), &expires_at)?;
             prune(txn, seen, now)?;
-            Ok(None)
+            Ok(Vec::new())
         }
+        Effect::Schedule { workspace, pending } => {
+            Ok(vec![schedule::replace(txn, workspace, pending)?])
+        }
+        Effect::FireSchedule {
+            workspace,
+            valid_after,
+            preserved,
+            ..
+        } => schedule::fire(txn, workspace, valid_after, preserved),
     }
 }
 

@@ -10,6 +10,7 @@
 //! P sids:expiry        zset   the fields of P sids by expires_at (each commit prunes a few)
 //! P seen:["iss","jti"] string an accepted signal, expiring when it may be forgotten
 //! P scim_users         hash   ["workspace" or null,"id"] -> user
+//! P schedules          hash   workspace -> scheduled logout JSON {"pending","version"}
 //! P audit:<workspace>  list   audit record JSON, newest first
 //! P audit              list   subject-wide audit records, in no workspace's trail
 //! P changes            pub/sub channel: the records of every commit, as a JSON array
@@ -50,6 +51,9 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 const SCAN_PAGE: usize = 5000;
 /// The error the commit script answers for a signal it has accepted before.
 const REPLAYED: &str = "REPLAYED";
+/// The error the commit script answers when the scheduled logout a change is about is
+/// no longer pending.
+const NOT_PENDING: &str = "NOT_PENDING";
 
 /// Atomic and monotonic on the server. Versions come from the server clock (microseconds,
 /// and always above the previous version), so a record written after Redis lost its data
@@ -71,6 +75,17 @@ local effects = cjson.decode(ARGV[1])
 for _, effect in ipairs(effects) do
   if effect.kind == 'signal_seen' and redis.call('EXISTS', effect.key) == 1 then
     return redis.error_reply('REPLAYED')
+  end
+end
+-- A cancel needs a schedule pending; applying one needs that very version pending.
+for _, effect in ipairs(effects) do
+  if effect.require_pending then
+    local current = redis.call('HGET', effect.key, effect.field)
+    local stored = current and cjson.decode(current)
+    local pending = stored and stored.pending ~= nil and stored.pending ~= cjson.null
+    if not pending or (effect.version and string.format('%d', stored.version) ~= effect.version) then
+      return redis.error_reply('NOT_PENDING')
+    end
   end
 end
 local first_cutoff = nil
@@ -110,6 +125,39 @@ function apply.revoked_sid(effect)
   end
   return string.format('{"kind":"revoked_sid","workspace":%s,"sid":%s,"revoked":%s}',
     effect.workspace, effect.sid, revoked)
+end
+
+function apply.schedule(effect)
+  local version = 0
+  local current = redis.call('HGET', effect.key, effect.field)
+  if current then
+    version = cjson.decode(current).version
+  end
+  local schedule = string.format('{"pending":%s,"version":%d}', effect.pending,
+    math.max(version + 1, clock))
+  redis.call('HSET', effect.key, effect.field, schedule)
+  return string.format('{"kind":"schedule","workspace":%s,"schedule":%s}',
+    effect.workspace, schedule)
+end
+
+-- The cutoff, raised unless it already is at least the scheduled one (then it was set at
+-- or after `at`, and its preserved session stands), then the schedule cleared: two
+-- records, the cutoff first, joined as the message joins records.
+function apply.fire_schedule(effect)
+  local cutoff = redis.call('HGET', effect.cutoff_key, effect.cutoff_field)
+  local stored = cutoff and cjson.decode(cutoff)
+  if stored and stored.valid_after >= effect.valid_after then
+    first_cutoff = first_cutoff or stored.valid_after
+  else
+    local version = stored and stored.version or 0
+    cutoff = string.format('{"valid_after":%d,"preserved":%s,"version":%d}',
+      effect.valid_after, effect.preserved, math.max(version + 1, clock))
+    redis.call('HSET', effect.cutoff_key, effect.cutoff_field, cutoff)
+    first_cutoff = first_cutoff or effect.valid_after
+  end
+  effect.pending = 'null'
+  return string.format('{"kind":"cutoff","scope":%s,"cutoff":%s}', effect.scope, cutoff)
+    .. ',' .. apply.schedule(effect)
 end
 
 function apply.signal_seen(effect)
@@ -171,6 +219,7 @@ struct Keys {
     sids: String,
     sids_expiry: String,
     scim_users: String,
+    schedules: String,
     channel: String,
     activity_instances: String,
 }
@@ -303,7 +352,8 @@ impl RedisStore {
         let mut count = 0;
         let now = crate::clock::now();
         let keys = &self.keys;
-        for hash in [&keys.workspaces, &keys.users, &keys.subjects, &keys.sids] {
+        let hashes = [&keys.workspaces, &keys.users, &keys.subjects, &keys.sids];
+        for hash in hashes.into_iter().chain([&keys.schedules]) {
             let mut cursor = 0u64;
             loop {
                 let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
@@ -352,9 +402,13 @@ impl RedisStore {
             .map_err(|error| {
                 // Redis answers a script's error reply as `ERR REPLAYED` (older) or
                 // `REPLAYED` (newer): either names the signal as replayed.
-                match error.code() == Some(REPLAYED) || error.detail() == Some(REPLAYED) {
-                    true => StoreError::Replayed,
-                    false => StoreError::Redis(error),
+                let named = |name| error.code() == Some(name) || error.detail() == Some(name);
+                if named(REPLAYED) {
+                    StoreError::Replayed
+                } else if named(NOT_PENDING) {
+                    StoreError::NotPending
+                } else {
+                    StoreError::Redis(error)
                 }
             })?;
         Ok(Committed {
@@ -507,6 +561,7 @@ impl Keys {
             sids: format!("{prefix}sids"),
             sids_expiry: format!("{prefix}sids:expiry"),
             scim_users: format!("{prefix}scim_users"),
+            schedules: format!("{prefix}schedules"),
             channel: format!("{prefix}changes"),
             activity_instances: format!("{prefix}activity:instances"),
         }
@@ -576,6 +631,33 @@ impl Keys {
                 "key": format!("{}seen:{}", self.prefix, pair_field(issuer, jti)?),
                 "expires_at": expires_at,
             })),
+            Effect::Schedule { workspace, pending } => Ok(json!({
+                "kind": "schedule",
+                "key": self.schedules,
+                "field": workspace,
+                "workspace": serde_json::to_string(workspace)?,
+                "pending": serde_json::to_string(pending)?,
+                "require_pending": pending.is_none(),
+            })),
+            Effect::FireSchedule {
+                workspace,
+                version,
+                valid_after,
+                preserved,
+            } => Ok(json!({
+                "kind": "fire_schedule",
+                "key": self.schedules,
+                "field": workspace,
+                "workspace": serde_json::to_string(workspace)?,
+                "require_pending": true,
+                // Text: cjson would round a 16-digit version.
+                "version": version.to_string(),
+                "cutoff_key": self.workspaces,
+                "cutoff_field": workspace,
+                "scope": serde_json::to_string(&Scope::Workspace(workspace.clone()))?,
+                "valid_after": valid_after,
+                "preserved": serde_json::to_string(preserved)?,
+            })),
         }
     }
 
@@ -588,6 +670,12 @@ impl Keys {
             h if h == self.users => {
                 let (workspace, subject) = serde_json::from_str(field)?;
                 Scope::User { workspace, subject }
+            }
+            h if h == self.schedules => {
+                return Ok(Some(Record::Schedule {
+                    workspace: field.to_string(),
+                    schedule: serde_json::from_str(value)?,
+                }));
             }
             h if h == self.sids => {
                 let (workspace, sid) = serde_json::from_str(field)?;
