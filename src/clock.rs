@@ -15,6 +15,12 @@ pub fn rfc3339(unix: f64) -> String {
     humantime::format_rfc3339_millis(at).to_string()
 }
 
+/// `rfc3339` of a time held to the millisecond (a parsed one): rounded to the nearest
+/// where `rfc3339` truncates, since `…:58.370Z` is held as 58.36999….
+pub fn rfc3339_exact_millis(unix: f64) -> String {
+    rfc3339(((unix * 1000.0).round() + 0.5) / 1000.0)
+}
+
 /// Unix seconds of an RFC 3339 time (`2026-12-24T18:00:00Z`, fractions and numeric
 /// offsets such as `+01:00` allowed, `t` and `z` in either case); `None` for anything
 /// else.

@@ -24,7 +24,7 @@ pub(super) fn sessions(state: &AppState, workspace: &str) -> Response<Body> {
         .map(|p| session_id_prefix(&p.session_id));
     let scheduled = state.sessions.scheduled_logout(workspace).map(|logout| {
         json!({
-            "at": clock::rfc3339(logout.at),
+            "at": clock::rfc3339_exact_millis(logout.at),
             "audit_id": logout.audit_id,
             "actor_subject": logout.scheduler.subject,
         })

@@ -6,7 +6,7 @@
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::body::{self, LogoutBody};
 use super::logout::{Origin, audit_record};
@@ -28,7 +28,7 @@ pub(super) async fn schedule(
     caller: &Caller,
     body: LogoutBody,
     origin: Origin,
-    at: &str,
+    at: &Value,
 ) -> Result<Response<Body>, GatewayError> {
     let Scope::Workspace(workspace) = scope else {
         return Err(bad_request("at is only accepted by .../logout-all"));
@@ -43,7 +43,7 @@ pub(super) async fn schedule(
         &origin,
         now,
     );
-    audit.scheduled_at = Some(clock::rfc3339(at));
+    audit.scheduled_at = Some(clock::rfc3339_exact_millis(at));
     let margin = state.config.sessions.invalidation_margin_secs;
     let pending = ScheduledLogout {
         at,
@@ -66,7 +66,7 @@ pub(super) async fn schedule(
     let answer = json!({
         "workspace": workspace,
         "status": "scheduled",
-        "scheduled_at": clock::rfc3339(at),
+        "scheduled_at": clock::rfc3339_exact_millis(at),
         "audit_id": committed.audit.id,
     });
     Ok(web::json(StatusCode::ACCEPTED, &answer))
@@ -94,7 +94,7 @@ pub(super) async fn cancel(
     let scope = Scope::Workspace(workspace.to_string());
     let now = clock::now();
     let mut audit = audit_record(Action::LogoutCancelled, &scope, caller, &body, &origin, now);
-    audit.scheduled_at = Some(clock::rfc3339(pending.at));
+    audit.scheduled_at = Some(clock::rfc3339_exact_millis(pending.at));
     let effect = Effect::Schedule {
         workspace: workspace.to_string(),
         pending: None,
@@ -117,8 +117,10 @@ pub(super) async fn cancel(
 }
 
 /// The body's `at`: RFC 3339, after `now` and at most 90 days ahead.
-fn scheduled_time(text: &str, now: f64) -> Result<f64, GatewayError> {
-    let at = clock::parse_rfc3339(text)
+fn scheduled_time(at: &Value, now: f64) -> Result<f64, GatewayError> {
+    let at = at
+        .as_str()
+        .and_then(clock::parse_rfc3339)
         .ok_or_else(|| bad_request("at must be an RFC 3339 time, such as 2026-12-24T18:00:00Z"))?;
     if at <= now {
         return Err(bad_request("at must be in the future"));
@@ -126,7 +128,8 @@ fn scheduled_time(text: &str, now: f64) -> Result<f64, GatewayError> {
     if at > now + MAX_AHEAD_SECS {
         return Err(bad_request("at must be at most 90 days ahead"));
     }
-    Ok(at)
+    // Held to the millisecond, as answers show it.
+    Ok((at * 1000.0).round() / 1000.0)
 }
 
 /// What the logout needs of the caller's token when it applies.
@@ -158,21 +161,23 @@ mod tests {
     fn scheduled_times_must_be_ahead_but_not_too_far() {
         let now = 1_796_212_800.0;
         assert_eq!(
-            scheduled_time("2026-12-02T12:00:01Z", now).ok(),
+            scheduled_time(&json!("2026-12-02T12:00:01Z"), now).ok(),
             Some(now + 1.0)
         );
-        let ninety_days = "2027-03-02T12:00:00Z";
+        let ninety_days = json!("2027-03-02T12:00:00Z");
         assert_eq!(
-            scheduled_time(ninety_days, now).ok(),
+            scheduled_time(&ninety_days, now).ok(),
             Some(now + MAX_AHEAD_SECS)
         );
         for bad in [
-            "2026-12-02T12:00:00Z",
-            "2026-12-02T11:59:59Z",
-            "2027-03-02T12:00:00.001Z",
-            "soon",
+            json!("2026-12-02T12:00:00Z"),
+            json!("2026-12-02T11:59:59Z"),
+            json!("2027-03-02T12:00:00.001Z"),
+            json!("soon"),
+            json!(null),
+            json!(1_796_212_900),
         ] {
-            let Err(GatewayError::BadRequest(message)) = scheduled_time(bad, now) else {
+            let Err(GatewayError::BadRequest(message)) = scheduled_time(&bad, now) else {
                 panic!("{bad} accepted");
             };
             assert!(message.starts_with("at "), "{message}");

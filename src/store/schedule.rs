@@ -72,7 +72,7 @@ impl ScheduledLogout {
         let scheduler = &self.scheduler;
         AuditRecord {
             id: uuid::Uuid::now_v7().to_string(),
-            at: clock::rfc3339(self.at),
+            at: clock::rfc3339_exact_millis(self.at),
             workspace: Some(workspace.to_string()),
             action: Action::LogoutAll,
             subject: None,
@@ -86,7 +86,7 @@ impl ScheduledLogout {
             client_ip: scheduler.client_ip.clone(),
             user_agent: scheduler.user_agent.clone(),
             sessions_valid_after: None,
-            scheduled_at: Some(clock::rfc3339(self.at)),
+            scheduled_at: Some(clock::rfc3339_exact_millis(self.at)),
         }
     }
 
