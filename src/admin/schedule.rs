@@ -87,12 +87,14 @@ pub(super) async fn cancel(
             "a cancel takes only reason, category and ticket",
         ));
     }
+    let now = clock::now();
+    // Its time has come: it is being applied, too late to cancel.
     let pending = state
         .sessions
         .scheduled_logout(workspace)
+        .filter(|pending| now < pending.at)
         .ok_or(GatewayError::NotFound)?;
     let scope = Scope::Workspace(workspace.to_string());
-    let now = clock::now();
     let mut audit = audit_record(Action::LogoutCancelled, &scope, caller, &body, &origin, now);
     audit.scheduled_at = Some(clock::rfc3339_exact_millis(pending.at));
     let effect = Effect::Schedule {

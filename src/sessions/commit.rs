@@ -53,6 +53,7 @@ fn log_audit(record: &AuditRecord) {
         client_ip = record.client_ip,
         user_agent = record.user_agent,
         sessions_valid_after = record.sessions_valid_after,
+        scheduled_at = record.scheduled_at,
         "{} committed",
         record.action.as_str(),
     );
