@@ -293,10 +293,7 @@ async fn the_logout_applies_at_its_time_sparing_the_scheduler_on_every_store() {
             "{name}"
         );
 
-        until(&format!("{name}: committed"), APPLIES_WITHIN, || async {
-            sessions(&gw, "acme", &ada).await["scheduled_logout"].is_null()
-        })
-        .await;
+        until_settled(&gw, &ada).await;
         let state = sessions(&gw, "acme", &ada).await;
         assert_eq!(state["sessions_valid_after"], cutoff, "{name}");
         assert!(
@@ -329,10 +326,7 @@ async fn a_scheduler_logged_out_after_scheduling_is_not_brought_back() {
     until_refused(&gw, &bea, "the scheduled logout applies, sparing no one").await;
     assert!(!passes(&gw, &ada).await, "ada's session stays signed out");
     let fresh = issued_at("acme", at.floor() + 1.0);
-    until("committed", APPLIES_WITHIN, || async {
-        sessions(&gw, "acme", &fresh).await["scheduled_logout"].is_null()
-    })
-    .await;
+    until_settled(&gw, &fresh).await;
     assert_eq!(
         sessions(&gw, "acme", &fresh).await["preserved_session"],
         Value::Null
@@ -422,10 +416,7 @@ async fn a_new_schedule_replaces_the_pending_one() {
         !passes(&gw, &ada).await,
         "the replaced one's scheduler is not"
     );
-    until("committed", APPLIES_WITHIN, || async {
-        sessions(&gw, "acme", &bea).await["scheduled_logout"].is_null()
-    })
-    .await;
+    until_settled(&gw, &bea).await;
     assert_eq!(count_of(&gw, "acme", &bea, "logout_all").await, 1);
 }
 
@@ -519,18 +510,19 @@ async fn an_instance_down_at_the_time_applies_the_logout_when_it_loads() {
 // A fleet on Redis
 // ============================================================================
 
-#[tokio::test]
-async fn a_fleet_applies_the_logout_everywhere_and_writes_it_once() {
-    let Some(redis) = redis_server().start().await else {
-        return;
-    };
-    let upstream = upstream().await;
+/// Two instances on `redis`, and a logout of acme scheduled `lead` seconds ahead on the
+/// first by ada, known to the second; its time and ada's token.
+async fn fleet_with_a_schedule(
+    redis: &support::RedisServer,
+    upstream: &Upstream,
+    lead: f64,
+) -> ([Gateway; 2], f64, String) {
     let fleet = [
-        gateway(&upstream).redis(&redis).start().await,
-        gateway(&upstream).redis(&redis).start().await,
+        gateway(upstream).redis(redis).start().await,
+        gateway(upstream).redis(redis).start().await,
     ];
-    let (ada, bob) = (admin("ada", "acme").sign(), token().sign());
-    let at = now() + 2.0;
+    let at = now() + lead;
+    let ada = admin("ada", "acme").sign();
     schedule(&fleet[0], "acme", &ada, at).await;
     until(
         "the other instance hears of it",
@@ -538,6 +530,25 @@ async fn a_fleet_applies_the_logout_everywhere_and_writes_it_once() {
         || async { !sessions(&fleet[1], "acme", &ada).await["scheduled_logout"].is_null() },
     )
     .await;
+    (fleet, at, ada)
+}
+
+/// Polls until `gw` no longer holds a pending schedule of acme: it heard the result.
+async fn until_settled(gw: &Gateway, jwt: &str) {
+    until("settled", APPLIES_WITHIN, || async {
+        sessions(gw, "acme", jwt).await["scheduled_logout"].is_null()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_fleet_applies_the_logout_everywhere_and_writes_it_once() {
+    let Some(redis) = redis_server().start().await else {
+        return;
+    };
+    let upstream = upstream().await;
+    let (fleet, at, ada) = fleet_with_a_schedule(&redis, &upstream, 2.0).await;
+    let bob = token().sign();
     fleet[1].get("/app").bearer_auth(&bob).send().await.unwrap();
     assert_eq!(notice(&upstream), [format!("{}", at.floor() as i64)]);
     for gw in &fleet {
@@ -545,10 +556,7 @@ async fn a_fleet_applies_the_logout_everywhere_and_writes_it_once() {
         assert!(passes(gw, &ada).await);
     }
     for gw in &fleet {
-        until("settled everywhere", APPLIES_WITHIN, || async {
-            sessions(gw, "acme", &ada).await["scheduled_logout"].is_null()
-        })
-        .await;
+        until_settled(gw, &ada).await;
     }
     assert_eq!(count_of(&fleet[0], "acme", &ada, "logout_all").await, 1);
     let logs = fleet
@@ -566,22 +574,12 @@ async fn instances_cut_off_from_redis_still_apply_the_logout_at_its_time() {
         return;
     };
     let upstream = upstream().await;
-    let fleet = [
-        gateway(&upstream).redis(&redis).start().await,
-        gateway(&upstream).redis(&redis).start().await,
-    ];
-    let (ada, bob) = (admin("ada", "acme").sign(), token().sign());
-    let at = now() + 3.0;
-    schedule(&fleet[0], "acme", &ada, at).await;
-    until(
-        "the other instance hears of it",
-        Duration::from_secs(5),
-        || async { !sessions(&fleet[1], "acme", &ada).await["scheduled_logout"].is_null() },
-    )
-    .await;
+    let (fleet, at, ada) = fleet_with_a_schedule(&redis, &upstream, 3.0).await;
+    let bob = token().sign();
     redis.kill();
     for gw in &fleet {
         until_refused(gw, &bob, "signed out without the store").await;
+        assert!(now() >= at, "refused before its time");
         assert!(passes(gw, &ada).await);
     }
     assert!(redis.restart().await);
@@ -599,10 +597,7 @@ async fn instances_cut_off_from_redis_still_apply_the_logout_at_its_time() {
     })
     .await;
     for gw in &fleet {
-        until("settled everywhere", APPLIES_WITHIN, || async {
-            sessions(gw, "acme", &ada).await["scheduled_logout"].is_null()
-        })
-        .await;
+        until_settled(gw, &ada).await;
         assert!(!passes(gw, &bob).await);
     }
     assert_eq!(count_of(&fleet[0], "acme", &ada, "logout_all").await, 1);
