@@ -230,6 +230,43 @@ async fn sse_stream_is_cut_within_a_second_of_logout_all() {
 }
 
 #[tokio::test]
+async fn sse_stream_is_cut_within_a_second_of_a_scheduled_logouts_time() {
+    const EVENTS: usize = 100;
+    let upstream = sse_upstream().await;
+    let gw = gateway_to(upstream.addr).await;
+    let at = now() + 1.5;
+    let scheduled = gw
+        .schedule_logout(
+            "acme",
+            &admin("carol", "acme").sign(),
+            &support::rfc3339(at),
+        )
+        .await;
+    assert_eq!(scheduled.status(), 202);
+    let rsp = gw
+        .get(&format!("/events/{EVENTS}/200"))
+        .bearer_auth(token().sub("alice").sign())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 200);
+    let received = read_events(rsp, async |_| {}).await;
+    let cut = now() - at;
+    println!(
+        "SSE stream ended {:.0} ms after the scheduled time ({:?}), {} events",
+        cut * 1000.0,
+        received.end,
+        received.events.len()
+    );
+    assert!(received.events.len() < EVENTS, "the stream was not cut");
+    assert!(cut >= 0.0, "cut {cut} s before the scheduled time");
+    assert!(
+        cut < 1.0,
+        "cut {cut} s after the scheduled time, more than 1 s"
+    );
+}
+
+#[tokio::test]
 async fn sse_stream_whose_session_was_logged_out_while_the_upstream_answered_is_cut() {
     let upstream = sse_upstream().await;
     let gw = gateway_to(upstream.addr).await;
