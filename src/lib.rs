@@ -13,8 +13,10 @@
 //!                   2 token      auth::authenticate: extract + Verifier::verify   401 + WWW-Authenticate
 //!                                (verify cache; unknown key -> one shared JWKS refetch)
 //!                   3 session    Sessions::check (memory only)         401 session_invalidated | revoked
-//!                                (cutoffs C, U, U*; revoked identity-provider sids)
-//!                   4 rewrite    Upstream::prepare (sync, infallible)
+//!                                (cutoffs C, U, U*; revoked identity-provider sids; a
+//!                                scheduled logout whose time has come)
+//!                   4 rewrite    Upstream::prepare (sync, infallible; X-Auth-Logout-At
+//!                                while a logout of the workspace is scheduled)
 //!                   5 forward    Upstream::send                        502 | 504
 //!                   6 respond    body guarded by the session (guard), or a WebSocket
 //!                                tunnel (tunnel): closed when the session ends
@@ -30,6 +32,9 @@
 //!                 outbox in the same transaction) -> memory -> audit log line
 //!                 keep_in_sync (redis): subscribe -> resync -> apply published changes
 //!                 share_activity: prune activity windows; in a fleet, share them
+//!                 apply_scheduled_logouts: at a schedule's time wake tunnels and streams (the
+//!                 session rule already enforces it from memory), then commit it on condition
+//!                 that it is still pending: the first instance of a fleet writes logout_all
 //! events          per webhook: claim due outbox events (a lease, in a fleet) -> POST signed
 //!                 -> 2xx finish | retry 1 s .. 10 min | drop after retry_for_secs
 //! auth/keys/ring  (jwks_url) fetch at start -> refresh every refresh_secs -> publish a KeySet

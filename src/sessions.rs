@@ -1,6 +1,6 @@
-//! What is in force, in memory: every cutoff and preserved session of the store, and the
-//! identity-provider sessions signals revoked, loaded before the gateway reports ready and
-//! kept in step with the store afterwards.
+//! What is in force, in memory: every cutoff and preserved session of the store, the
+//! identity-provider sessions signals revoked, and the scheduled logouts, loaded before the
+//! gateway reports ready and kept in step with the store afterwards.
 //!
 //! The request path only reads here (step 5 of the acceptance rule) and never waits on the
 //! store. Every change, whatever its trigger, goes through one write path (`commit`): the

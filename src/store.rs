@@ -1,5 +1,5 @@
-//! Where cutoffs, preserved sessions, revoked identity-provider sessions, audit records
-//! and the events outbox are kept across restarts.
+//! Where cutoffs, preserved sessions, revoked identity-provider sessions, scheduled
+//! logouts, audit records and the events outbox are kept across restarts.
 //!
 //! The request path never calls the store: it is read once at start into
 //! `crate::sessions` and written by the one write path there, which answers only after

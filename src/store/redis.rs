@@ -757,6 +757,33 @@ mod tests {
     }
 
     #[test]
+    fn schedules_load_and_decode_as_the_script_writes_them() {
+        let keys = Keys::new("p:");
+        let cleared = r#"{"pending":null,"version":1795916000123456}"#;
+        let record = keys.record("p:schedules", "acme \"x\"", cleared).unwrap();
+        let Some(Record::Schedule {
+            workspace,
+            schedule,
+        }) = record
+        else {
+            panic!("a schedule record expected: {record:?}");
+        };
+        assert_eq!(workspace, "acme \"x\"");
+        assert_eq!(
+            (schedule.pending, schedule.version),
+            (None, 1795916000123456)
+        );
+        let fired = format!(
+            r#"[{{"kind":"cutoff","scope":{{"workspace":"acme"}},"cutoff":{{"valid_after":1795916001,"preserved":null,"version":7}}}},{{"kind":"schedule","workspace":"acme","schedule":{cleared}}}]"#
+        );
+        let records = Published::decode(fired.as_bytes()).unwrap().into_records();
+        assert!(matches!(
+            records.as_slice(),
+            [Record::Cutoff { .. }, Record::Schedule { .. }]
+        ));
+    }
+
+    #[test]
     fn published_changes_decode_to_their_records() {
         let payload = br#"[{"kind":"cutoff","scope":{"workspace":"acme","subject":"bob"},"cutoff":{"valid_after":1795916001,"preserved":null,"version":1795916000123456}}]"#;
         let records = Published::decode(payload).unwrap().into_records();
