@@ -107,3 +107,70 @@ impl Schedules {
         (due, next)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::store::Scheduler;
+
+    fn schedule(at: Option<f64>, version: u64) -> Schedule {
+        let pending = at.map(|at| {
+            Box::new(ScheduledLogout {
+                at,
+                valid_after: at.floor() as i64 + 1,
+                audit_id: "a".into(),
+                scheduler: Scheduler {
+                    subject: Some("ada".into()),
+                    session_id: "jti:ada".into(),
+                    actor_session: "jti:ada".into(),
+                    expires_at: f64::MAX,
+                    time: 0.0,
+                    user: Some("ada".into()),
+                    user_folded: None,
+                    sid: None,
+                    client_ip: "127.0.0.1".into(),
+                    user_agent: None,
+                },
+                category: None,
+                ticket: None,
+                reason: None,
+            })
+        });
+        Schedule { pending, version }
+    }
+
+    #[test]
+    fn an_older_version_never_brings_a_schedule_back() {
+        let schedules = Schedules::default();
+        assert!(schedules.apply("acme", schedule(Some(100.5), 1)));
+        assert!(schedules.apply("acme", schedule(None, 2)), "cancelled");
+        assert!(
+            !schedules.apply("acme", schedule(Some(100.5), 1)),
+            "a late copy"
+        );
+        assert!(!schedules.apply("acme", schedule(Some(300.0), 2)));
+        assert_eq!(schedules.pending("acme"), None);
+        assert!(schedules.apply("acme", schedule(Some(200.0), 3)));
+        assert_eq!(schedules.pending("acme").map(|p| p.at), Some(200.0));
+    }
+
+    #[test]
+    fn the_notice_lasts_until_the_time_and_then_it_is_due() {
+        let schedules = Schedules::default();
+        schedules.apply("acme", schedule(Some(100.5), 1));
+        schedules.apply("globex", schedule(Some(50.0), 1));
+        schedules.apply("initech", schedule(None, 4));
+        assert_eq!(schedules.logout_at("acme", 100.4), Some(100));
+        assert_eq!(schedules.logout_at("acme", 100.5), None);
+        assert_eq!(schedules.logout_at("initech", 0.0), None);
+        assert_eq!(schedules.with_due("acme", 100.4, |_| ()), None);
+        assert_eq!(
+            schedules.with_due("acme", 100.5, |p| p.valid_after),
+            Some(101)
+        );
+        let (due, next) = schedules.due(60.0);
+        let due: Vec<&str> = due.iter().map(|d| d.workspace.as_str()).collect();
+        assert_eq!((due, next), (vec!["globex"], Some(100.5)));
+    }
+}
