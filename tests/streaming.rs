@@ -119,6 +119,18 @@ async fn gateway_with(addr: SocketAddr, settings: &[&str]) -> Gateway {
         .await
 }
 
+/// alice's `GET /events/<count>/200` (an event every 200 ms), answered 200.
+async fn alice_events(gw: &Gateway, count: usize) -> reqwest::Response {
+    let rsp = gw
+        .get(&format!("/events/{count}/200"))
+        .bearer_auth(token().sub("alice").sign())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 200);
+    rsp
+}
+
 /// What a client saw of an event stream.
 struct Received {
     /// Each complete event (without its blank line) and when it arrived.
@@ -194,13 +206,7 @@ async fn sse_stream_is_cut_within_a_second_of_logout_all() {
     let upstream = sse_upstream().await;
     let gw = gateway_to(upstream.addr).await;
     let admin_jwt = admin("carol", "acme").sign();
-    let rsp = gw
-        .get(&format!("/events/{EVENTS}/200"))
-        .bearer_auth(token().sub("alice").sign())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rsp.status(), 200);
+    let rsp = alice_events(&gw, EVENTS).await;
 
     let mut answered = None;
     let received = read_events(rsp, async |n| {
@@ -243,13 +249,7 @@ async fn sse_stream_is_cut_within_a_second_of_a_scheduled_logouts_time() {
         )
         .await;
     assert_eq!(scheduled.status(), 202);
-    let rsp = gw
-        .get(&format!("/events/{EVENTS}/200"))
-        .bearer_auth(token().sub("alice").sign())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rsp.status(), 200);
+    let rsp = alice_events(&gw, EVENTS).await;
     let received = read_events(rsp, async |_| {}).await;
     let cut = now() - at;
     println!(
