@@ -455,13 +455,15 @@ impl Gateway {
 
     /// `POST /_sessiongate/v1/workspaces/{ws}/logout-all` with a bearer token.
     pub async fn logout_all(&self, workspace: &str, token: &str) -> reqwest::Response {
+        let request = self.logout_all_request(workspace, token);
+        request.send().await.unwrap()
+    }
+
+    fn logout_all_request(&self, workspace: &str, token: &str) -> reqwest::RequestBuilder {
         self.post(&format!(
             "/_sessiongate/v1/workspaces/{workspace}/logout-all"
         ))
         .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
     }
 
     pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
@@ -475,14 +477,8 @@ impl Gateway {
         token: &str,
         at: &str,
     ) -> reqwest::Response {
-        self.post(&format!(
-            "/_sessiongate/v1/workspaces/{workspace}/logout-all"
-        ))
-        .bearer_auth(token)
-        .json(&json!({ "at": at }))
-        .send()
-        .await
-        .unwrap()
+        let request = self.logout_all_request(workspace, token);
+        request.json(&json!({ "at": at })).send().await.unwrap()
     }
 
     /// `DELETE .../scheduled-logout` with a bearer token.
