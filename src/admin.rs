@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 
 use crate::auth;
 use crate::state::AppState;
-use crate::web::{Body, ConnInfo, GatewayError};
+use crate::web::{self, Body, ConnInfo, GatewayError};
 
 mod access;
 mod body;
@@ -33,9 +33,11 @@ pub async fn handle(
     }
     let route = Route::parse(rest, req.method())?;
     state.open_gate()?;
-    let caller = auth::authenticate(&state.verifier, &state.sessions, req.headers())
-        .await
-        .map_err(GatewayError::unauthorized)?;
+    let trusted = &state.config.server.trusted_proxies;
+    let client_ip = web::client_ip(conn.peer, req.headers(), trusted);
+    // The admin API is itself subject to the workspace policy (SPEC section 9).
+    let caller =
+        auth::authenticate(&state.verifier, &state.sessions, req.headers(), client_ip).await?;
     match route {
         Route::Sessions { workspace } => {
             access::require_admin(state, &caller, &workspace)?;

@@ -133,6 +133,8 @@ fn audit_record(
         client_ip: origin.client_ip,
         user_agent: origin.user_agent,
         sessions_valid_after: None,
+        policy_before: None,
+        policy_after: None,
     }
 }
 
