@@ -1,5 +1,5 @@
-//! The admin API under `admin.path_prefix`: log users out, read sessions, activity and
-//! audit, tell a caller who it is; and the Security settings page built on that API.
+//! The admin API under `admin.path_prefix`: log users out, read and replace the workspace
+//! policy, read sessions, activity and audit, tell a caller who it is; and the Security settings page built on that API.
 //!
 //! Served on the main listener, never forwarded upstream. Every call is authenticated
 //! like a proxied request; a change answers only after the store has committed it. The
@@ -16,6 +16,7 @@ mod access;
 mod body;
 mod console;
 mod logout;
+mod policy;
 mod reads;
 mod route;
 
@@ -51,6 +52,14 @@ pub async fn handle(
         Route::Audit { workspace } => {
             access::require_admin(state, &caller, &workspace)?;
             reads::audit(state, &workspace, req.uri().query()).await
+        }
+        Route::Policy { workspace } => {
+            access::require_admin(state, &caller, &workspace)?;
+            if req.method() == http::Method::GET {
+                return Ok(policy::read(state, &workspace));
+            }
+            access::check_origin(state, &req, conn, &caller)?;
+            policy::replace(state, workspace, &caller, req, conn).await
         }
         Route::Logout(target) => {
             access::check_origin(state, &req, conn, &caller)?;

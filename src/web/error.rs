@@ -40,6 +40,12 @@ pub enum GatewayError {
     BadRequest(String),
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The change would lock its own caller out (SPEC section 9's lockout guard).
+    #[error("would lock out the caller: {0}")]
+    WouldLockOutCaller(String),
+    /// `If-Match` names a version that is no longer current.
+    #[error("precondition failed: the resource changed")]
+    PreconditionFailed,
     #[error("not ready: keys or store not loaded")]
     NotReady,
     #[error("out of sync with the shared store for longer than store.max_staleness_secs")]
@@ -148,6 +154,8 @@ impl GatewayError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::WouldLockOutCaller(_) => StatusCode::CONFLICT,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::NotReady | Self::StoreStale | Self::StoreUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -207,6 +215,19 @@ impl GatewayError {
                 response
             }
             Self::PayloadTooLarge => error_json(status, "payload_too_large", None),
+            Self::WouldLockOutCaller(message) => body::json(
+                status,
+                &json!({
+                    "error": "conflict",
+                    "reason": "would_lock_out_caller",
+                    "message": message,
+                }),
+            ),
+            Self::PreconditionFailed => error_json(
+                status,
+                "precondition_failed",
+                Some("the policy changed since it was read: read it again (its ETag) and retry"),
+            ),
             Self::NotReady => error_json(status, "not_ready", None),
             Self::StoreStale => error_json(status, "store_stale", None),
             Self::StoreUnavailable(_) => error_json(status, "store_unavailable", None),
