@@ -230,6 +230,52 @@ async fn sse_stream_is_cut_within_a_second_of_logout_all() {
 }
 
 #[tokio::test]
+async fn sse_stream_is_cut_within_a_second_of_a_policy_it_fails() {
+    const EVENTS: usize = 100;
+    let upstream = sse_upstream().await;
+    let gw = gateway_to(upstream.addr).await;
+    let admin_jwt = admin("carol", "acme").sign();
+    let rsp = gw
+        .get(&format!("/events/{EVENTS}/200"))
+        .bearer_auth(
+            token()
+                .sub("alice")
+                .iat(support::now().floor() - 120.0)
+                .sign(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 200);
+
+    let mut answered = None;
+    let received = read_events(rsp, async |n| {
+        if n == 1 {
+            let policy = serde_json::json!({"max_session_age_secs": 60});
+            let put = gw
+                .put_policy("acme", &admin_jwt, &policy)
+                .send()
+                .await
+                .unwrap();
+            answered = Some(Instant::now());
+            assert_eq!(put.status(), 200);
+        }
+    })
+    .await;
+    let answered = answered.expect("the first event arrived and the policy was set");
+    let cut = received.ended_at - answered;
+    println!(
+        "SSE stream ended {:.0} ms after the policy's 200",
+        cut.as_secs_f64() * 1000.0
+    );
+    assert!(received.events.len() < EVENTS, "the stream was not cut");
+    assert!(
+        cut < Duration::from_secs(1),
+        "stream ended {cut:?} after the policy"
+    );
+}
+
+#[tokio::test]
 async fn sse_stream_whose_session_was_logged_out_while_the_upstream_answered_is_cut() {
     let upstream = sse_upstream().await;
     let gw = gateway_to(upstream.addr).await;
