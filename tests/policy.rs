@@ -19,11 +19,47 @@ fn trusting_localhost(builder: GatewayBuilder) -> GatewayBuilder {
 }
 
 async fn start() -> (support::Upstream, Gateway) {
+    start_with(&[]).await
+}
+
+/// A gateway trusting 127.0.0.1's `X-Forwarded-For`, with extra config `lines`.
+async fn start_with(lines: &[&str]) -> (support::Upstream, Gateway) {
     let upstream = support::upstream().await;
-    let gw = trusting_localhost(support::gateway(&upstream))
+    let builder = trusting_localhost(support::gateway(&upstream));
+    let gw = lines
+        .iter()
+        .fold(builder, |b, line| b.set(line))
         .start()
         .await;
     (upstream, gw)
+}
+
+/// One more instance of the fleet sharing `redis`.
+async fn on_redis(upstream: &support::Upstream, redis: &support::RedisServer) -> Gateway {
+    trusting_localhost(support::gateway(upstream).redis(redis))
+        .start()
+        .await
+}
+
+/// carol clears the policy with `If-Match: tag`: the status.
+async fn clear_if_match(gw: &Gateway, tag: &str) -> u16 {
+    let request = gw
+        .put_policy("acme", &carol(), &json!({}))
+        .header("if-match", tag);
+    let rsp = request
+        .header("x-forwarded-for", OFFICE)
+        .send()
+        .await
+        .unwrap();
+    rsp.status().as_u16()
+}
+
+/// An admin `GET` of `ws/acme/{rest}` from `ip`: status and body.
+async fn read_from(gw: &Gateway, rest: &str, jwt: &str, ip: &str) -> (u16, Value) {
+    let path = format!("/_sessiongate/v1/workspaces/acme/{rest}");
+    let request = gw.get(&path).bearer_auth(jwt).header("x-forwarded-for", ip);
+    let rsp = request.send().await.unwrap();
+    (rsp.status().as_u16(), rsp.json().await.unwrap())
 }
 
 /// `PUT .../policy` by `jwt` from `ip`: status and body.
@@ -67,6 +103,17 @@ async fn proxied(gw: &Gateway, jwt: &str, ip: &str) -> reqwest::Response {
         .send()
         .await
         .unwrap()
+}
+
+/// A proxied request from `ip` refused with 401: its `WWW-Authenticate` challenge and body.
+async fn challenge(gw: &Gateway, jwt: &str, ip: &str) -> (String, Value) {
+    let rsp = proxied(gw, jwt, ip).await;
+    assert_eq!(rsp.status(), 401);
+    let challenge = rsp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    (challenge, rsp.json().await.unwrap())
 }
 
 async fn status_from(gw: &Gateway, jwt: &str, ip: &str) -> u16 {
@@ -322,11 +369,8 @@ async fn the_allowlist_admits_exactly_its_ranges_v4_v6_and_mapped() {
 
 #[tokio::test]
 async fn an_ip_refusal_is_never_a_redirect_and_the_admin_api_is_subject_to_it() {
-    let upstream = support::upstream().await;
-    let gw = trusting_localhost(support::gateway(&upstream))
-        .set("auth.login_url = \"https://login.example.com/signin\"")
-        .start()
-        .await;
+    let (_upstream, gw) =
+        start_with(&["auth.login_url = \"https://login.example.com/signin\""]).await;
     set(&gw, &carol(), OFFICE, json!({"ip_allowlist": [OFFICE]})).await;
     let rsp = gw
         .get("/app")
@@ -337,16 +381,11 @@ async fn an_ip_refusal_is_never_a_redirect_and_the_admin_api_is_subject_to_it() 
         .await
         .unwrap();
     assert_eq!(rsp.status(), 403, "a browser navigation too");
-    let rsp = gw
-        .get("/_sessiongate/v1/workspaces/acme/sessions")
-        .bearer_auth(carol())
-        .header("x-forwarded-for", "198.51.100.1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rsp.status(), 403);
-    let body: Value = rsp.json().await.unwrap();
-    assert_eq!(body["reason"], "ip_not_allowed");
+    let (status, body) = read_from(&gw, "sessions", &carol(), "198.51.100.1").await;
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (403, Some("ip_not_allowed"))
+    );
     let (status, _) = put(&gw, &carol(), "198.51.100.1", json!({})).await;
     assert_eq!(status, 403, "nor can it lift the policy from outside");
 }
@@ -377,17 +416,12 @@ async fn required_claims_accept_a_string_or_an_array_and_refuse_missing_or_wrong
         (with(json!({"mfa": true})), "an object"),
         (token().sign(), "missing"),
     ] {
-        let rsp = proxied(&gw, &refused, OFFICE).await;
-        assert_eq!(rsp.status(), 401, "{what}");
-        let challenge = rsp.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .to_string();
+        let (challenge, body) = challenge(&gw, &refused, OFFICE).await;
         assert_eq!(
             challenge,
-            "Bearer realm=\"sessiongate\", error=\"insufficient_user_authentication\", error_description=\"sign_in_method_not_allowed\""
+            "Bearer realm=\"sessiongate\", error=\"insufficient_user_authentication\", error_description=\"sign_in_method_not_allowed\"",
+            "{what}"
         );
-        let body: Value = rsp.json().await.unwrap();
         assert_eq!(
             body,
             json!({"error": "insufficient_user_authentication", "reason": "sign_in_method_not_allowed"})
@@ -402,11 +436,8 @@ async fn required_claims_accept_a_string_or_an_array_and_refuse_missing_or_wrong
 
 #[tokio::test]
 async fn an_unmet_acr_and_a_too_old_session_name_what_a_fresh_sign_in_needs() {
-    let upstream = support::upstream().await;
-    let gw = trusting_localhost(support::gateway(&upstream))
-        .set("auth.login_url = \"https://login.example.com/signin?app=1\"")
-        .start()
-        .await;
+    let (_upstream, gw) =
+        start_with(&["auth.login_url = \"https://login.example.com/signin?app=1\""]).await;
     let admin_jwt = admin("carol", "acme").claim("acr", json!("urn:mfa")).sign();
     set(
         &gw,
@@ -416,26 +447,19 @@ async fn an_unmet_acr_and_a_too_old_session_name_what_a_fresh_sign_in_needs() {
     )
     .await;
     let no_acr = token().sign();
-    let rsp = proxied(&gw, &no_acr, OFFICE).await;
-    assert_eq!(rsp.status(), 401);
-    let challenge = rsp.headers()["www-authenticate"].to_str().unwrap();
-    assert!(
-        challenge.ends_with(", acr_values=\"urn:mfa phr\""),
-        "{challenge}"
-    );
-
     // Exactly max_session_age_secs old is too old: `now - T < max` fails at the boundary.
-    let at_boundary = token()
-        .claim("acr", json!("phr"))
-        .iat(now().floor() - 60.0)
-        .sign();
-    let rsp = proxied(&gw, &at_boundary, OFFICE).await;
-    assert_eq!(rsp.status(), 401);
-    let challenge = rsp.headers()["www-authenticate"].to_str().unwrap();
-    assert!(
-        challenge.contains("error_description=\"session_too_old\", max_age=\"60\""),
-        "{challenge}"
-    );
+    let at_boundary = token().claim("acr", json!("phr")).iat(now().floor() - 60.0);
+    let at_boundary = at_boundary.sign();
+    for (jwt, ending) in [
+        (
+            &no_acr,
+            "\"sign_in_method_not_allowed\", acr_values=\"urn:mfa phr\"",
+        ),
+        (&at_boundary, "\"session_too_old\", max_age=\"60\""),
+    ] {
+        let (challenge, _) = challenge(&gw, jwt, OFFICE).await;
+        assert!(challenge.ends_with(ending), "{challenge}");
+    }
     let young = token()
         .claim("acr", json!("phr"))
         .iat(now().floor() - 30.0)
@@ -520,27 +544,9 @@ async fn logout_true_moves_the_cutoff_in_the_same_commit_and_keeps_the_caller() 
         403,
         "and subject to the policy"
     );
-    let sessions = gw
-        .get("/_sessiongate/v1/workspaces/acme/sessions")
-        .bearer_auth(&admin_jwt)
-        .header("x-forwarded-for", OFFICE)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let (_, sessions) = read_from(&gw, "sessions", &admin_jwt, OFFICE).await;
     assert_eq!(sessions["sessions_valid_after"], cutoff);
-    let audit = gw
-        .get("/_sessiongate/v1/workspaces/acme/audit")
-        .bearer_auth(&admin_jwt)
-        .header("x-forwarded-for", OFFICE)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let (_, audit) = read_from(&gw, "audit", &admin_jwt, OFFICE).await;
     let events = audit["events"].as_array().unwrap();
     assert_eq!(events.len(), 1, "one commit, one audit record");
     assert_eq!(events[0]["action"], "policy_update");
@@ -549,11 +555,7 @@ async fn logout_true_moves_the_cutoff_in_the_same_commit_and_keeps_the_caller() 
 
 #[tokio::test]
 async fn a_cookie_caller_needs_a_matching_origin_to_put() {
-    let upstream = support::upstream().await;
-    let gw = trusting_localhost(support::gateway(&upstream))
-        .set("auth.cookie = \"sg\"")
-        .start()
-        .await;
+    let (_upstream, gw) = start_with(&["auth.cookie = \"sg\""]).await;
     let send = |origin: Option<&str>| {
         let mut request = support::client()
             .put(gw.url(POLICY))
@@ -592,22 +594,11 @@ async fn a_policy_survives_kill_9_and_is_loaded_before_ready() {
 
 #[tokio::test]
 async fn the_memory_store_enforces_policies_too() {
-    let upstream = support::upstream().await;
-    let gw = trusting_localhost(support::gateway(&upstream))
-        .set("store.backend = \"memory\"")
-        .start()
-        .await;
+    let (_upstream, gw) = start_with(&["store.backend = \"memory\""]).await;
     let (_, v0) = get(&gw, &carol(), OFFICE).await;
     set(&gw, &carol(), OFFICE, json!({"ip_allowlist": [OFFICE]})).await;
     assert_eq!(status_from(&gw, &token().sign(), "198.51.100.1").await, 403);
-    let rsp = gw
-        .put_policy("acme", &carol(), &json!({}))
-        .header("if-match", v0)
-        .header("x-forwarded-for", OFFICE)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rsp.status(), 412);
+    assert_eq!(clear_if_match(&gw, &v0).await, 412);
 }
 
 #[tokio::test]
@@ -616,12 +607,8 @@ async fn a_redis_fleet_enforces_a_policy_set_on_another_instance_within_a_second
         return;
     };
     let upstream = support::upstream().await;
-    let a = trusting_localhost(support::gateway(&upstream).redis(&redis))
-        .start()
-        .await;
-    let b = trusting_localhost(support::gateway(&upstream).redis(&redis))
-        .start()
-        .await;
+    let a = on_redis(&upstream, &redis).await;
+    let b = on_redis(&upstream, &redis).await;
     let user = token().sign();
     assert_eq!(status_from(&b, &user, "198.51.100.1").await, 200);
     let (_, v0) = get(&a, &carol(), OFFICE).await;
@@ -643,24 +630,8 @@ async fn a_redis_fleet_enforces_a_policy_set_on_another_instance_within_a_second
     assert_eq!(body["ip_allowlist"], json!([format!("{OFFICE}/32")]));
     assert_ne!(etag, v0);
     // A stale If-Match on the other instance is refused by the store itself.
-    let rsp = b
-        .put_policy("acme", &carol(), &json!({}))
-        .header("if-match", v0)
-        .header("x-forwarded-for", OFFICE)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rsp.status(), 412);
-    let audit = b
-        .get("/_sessiongate/v1/workspaces/acme/audit")
-        .bearer_auth(carol())
-        .header("x-forwarded-for", OFFICE)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    assert_eq!(clear_if_match(&b, &v0).await, 412);
+    let (_, audit) = read_from(&b, "audit", &carol(), OFFICE).await;
     let record = &audit["events"][0];
     assert_eq!(
         record["policy_after"]["require_claims"],
@@ -670,9 +641,7 @@ async fn a_redis_fleet_enforces_a_policy_set_on_another_instance_within_a_second
     assert_eq!(record["policy_before"]["ip_allowlist"], Value::Null);
 
     // A restarted instance loads it before it reports ready.
-    let c = trusting_localhost(support::gateway(&upstream).redis(&redis))
-        .start()
-        .await;
+    let c = on_redis(&upstream, &redis).await;
     assert_eq!(status_from(&c, &user, "198.51.100.1").await, 403);
 }
 
@@ -756,9 +725,7 @@ async fn break_glass_on_redis_is_enforced_by_running_instances_at_once() {
         return;
     };
     let upstream = support::upstream().await;
-    let gw = trusting_localhost(support::gateway(&upstream).redis(&redis))
-        .start()
-        .await;
+    let gw = on_redis(&upstream, &redis).await;
     set(&gw, &carol(), OFFICE, json!({"ip_allowlist": [OFFICE]})).await;
     let user = token().iat(now().floor() - 5.0).sign();
     assert_eq!(status_from(&gw, &user, "198.51.100.1").await, 403);
