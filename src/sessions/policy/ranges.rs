@@ -20,7 +20,7 @@ impl IpRanges {
     pub fn new(nets: &[IpNet]) -> Self {
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
-        for net in nets {
+        for net in nets.iter().map(unmapped) {
             match net {
                 IpNet::V4(net) => v4.push((net.network().to_bits(), net.broadcast().to_bits())),
                 IpNet::V6(net) => v6.push((net.network().to_bits(), net.broadcast().to_bits())),
@@ -38,6 +38,18 @@ impl IpRanges {
             IpAddr::V4(ip) => within(&self.v4, ip.to_bits()),
             IpAddr::V6(ip) => within(&self.v6, ip.to_bits()),
         }
+    }
+}
+
+/// A range of IPv4-mapped IPv6 addresses (`::ffff:10.0.0.0/104`) as the IPv4 range it
+/// maps: clients are compared as IPv4, so the entry must be too.
+fn unmapped(net: &IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(*net, IpNet::V4),
+            None => *net,
+        },
+        _ => *net,
     }
 }
 
@@ -117,6 +129,10 @@ mod tests {
         );
         assert!(!list.contains(ip("::ffff:10.0.0.2")));
         assert!(!list.contains(ip("10.0.0.2")));
+        let mapped_entry = ranges(&["::ffff:192.0.2.0/120"]);
+        assert!(mapped_entry.contains(ip("192.0.2.200")));
+        assert!(mapped_entry.contains(ip("::ffff:192.0.2.1")));
+        assert!(!mapped_entry.contains(ip("192.0.3.0")));
     }
 
     #[test]
