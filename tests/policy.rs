@@ -599,6 +599,11 @@ async fn the_memory_store_enforces_policies_too() {
     set(&gw, &carol(), OFFICE, json!({"ip_allowlist": [OFFICE]})).await;
     assert_eq!(status_from(&gw, &token().sign(), "198.51.100.1").await, 403);
     assert_eq!(clear_if_match(&gw, &v0).await, 412);
+    let (ok, _, stderr) = operator(&gw, &["policy", "clear"]);
+    assert!(
+        !ok && stderr.contains("memory"),
+        "no break glass into a memory store: {stderr}"
+    );
 }
 
 #[tokio::test]
@@ -643,6 +648,22 @@ async fn a_redis_fleet_enforces_a_policy_set_on_another_instance_within_a_second
     // A restarted instance loads it before it reports ready.
     let c = on_redis(&upstream, &redis).await;
     assert_eq!(status_from(&c, &user, "198.51.100.1").await, 403);
+
+    // Policy and cutoff in one script: the audit record carries the cutoff.
+    let admin_jwt = admin("carol", "acme").iat(now().floor() + 20.0).sign();
+    let both = json!({"ip_allowlist": [OFFICE], "logout": true});
+    let answer = set(&c, &admin_jwt, OFFICE, both).await;
+    let cutoff = &answer["sessions_valid_after"];
+    assert!(cutoff.is_i64(), "{answer}");
+    assert_eq!(answer["instances_notified"], 3);
+    let (_, audit) = read_from(&a, "audit", &admin_jwt, OFFICE).await;
+    assert_eq!(&audit["events"][0]["sessions_valid_after"], cutoff);
+    support::until(
+        "a logs the workspace out",
+        Duration::from_secs(1),
+        || async { status_from(&a, &user, OFFICE).await == 401 },
+    )
+    .await;
 }
 
 // ============================================================================
