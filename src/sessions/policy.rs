@@ -16,11 +16,10 @@ use crate::store::{PolicyDocument, StoredPolicy};
 mod parse;
 mod ranges;
 
-pub use parse::{
-    FIELDS, MAX_AGE_SECS, MAX_ANY_OF, MAX_CIDRS, MAX_CLAIM_RULES, MIN_AGE_SECS, PolicyError,
-    parse_cidr, parse_document,
-};
-pub use ranges::IpRanges;
+pub use parse::{FIELDS, PolicyError, parse_document};
+
+use parse::parse_cidr;
+use ranges::IpRanges;
 
 /// Every workspace's policy in force, by workspace. A cleared policy stays as an empty
 /// one, so its version still outranks older records.

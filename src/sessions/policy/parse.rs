@@ -10,14 +10,14 @@ use crate::config::ClaimPath;
 use crate::store::{ClaimRule, PolicyDocument};
 
 /// At most this many CIDRs in `ip_allowlist`.
-pub const MAX_CIDRS: usize = 1000;
+const MAX_CIDRS: usize = 1000;
 /// At most this many `require_claims` entries.
-pub const MAX_CLAIM_RULES: usize = 16;
+const MAX_CLAIM_RULES: usize = 16;
 /// At most this many `any_of` values per entry.
-pub const MAX_ANY_OF: usize = 64;
+const MAX_ANY_OF: usize = 64;
 /// `max_session_age_secs` bounds: a minute to a year.
-pub const MIN_AGE_SECS: i64 = 60;
-pub const MAX_AGE_SECS: i64 = 31_536_000;
+const MIN_AGE_SECS: i64 = 60;
+const MAX_AGE_SECS: i64 = 31_536_000;
 /// Longest claim path or accepted value: far beyond any real claim, short enough that a
 /// document stays small.
 const MAX_TEXT_CHARS: usize = 256;
