@@ -14,12 +14,13 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::clock;
-use crate::store::{Cutoff, Record, Scope, Store, StoreError};
+use crate::store::{Cutoff, Record, Scope, Store, StoreError, StoredPolicy};
 
 mod activity;
 mod commit;
 mod cutoffs;
 mod metrics;
+pub mod policy;
 mod revoked;
 mod share;
 mod sync;
@@ -27,10 +28,12 @@ mod sync;
 use activity::Activity;
 use cutoffs::Cutoffs;
 use metrics::SessionMetrics;
+use policy::Policies;
 use revoked::RevokedSids;
 
 pub use activity::{ActivityCount, WINDOW_SECS};
 pub use cutoffs::{Refusal, Session};
+pub use policy::{Policy, PolicyError, PolicyRefusal};
 pub use share::share_activity;
 pub use sync::keep_in_sync;
 
@@ -42,6 +45,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 pub struct Sessions {
     cutoffs: Cutoffs,
     revoked: RevokedSids,
+    policies: Policies,
     activity: Activity,
     /// Names this instance's activity shares in a shared store.
     instance: String,
@@ -68,6 +72,7 @@ impl Sessions {
         Self {
             cutoffs: Cutoffs::default(),
             revoked: RevokedSids::default(),
+            policies: Policies::default(),
             activity: Activity::default(),
             instance: uuid::Uuid::now_v7().to_string(),
             changes: watch::Sender::new(0),
@@ -88,6 +93,21 @@ impl Sessions {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Step 6 at time `now`: the policy of the request's workspace, when it has one (one
+    /// map lookup when it has none).
+    pub fn check_policy(
+        &self,
+        request: &policy::Request<'_>,
+        now: f64,
+    ) -> Result<(), PolicyRefusal> {
+        self.policies.check(request, now)
+    }
+
+    /// The policy of `workspace` in force (empty, version 0: none).
+    pub fn policy(&self, workspace: &str) -> StoredPolicy {
+        self.policies.get(workspace)
     }
 
     /// Counts a session whose request passed at `now`, for `GET .../activity`.
@@ -129,6 +149,7 @@ impl Sessions {
                 sid,
                 revoked,
             } => self.revoked.apply(workspace.as_deref(), &sid, revoked),
+            Record::Policy { workspace, policy } => self.policies.apply(&workspace, policy),
         };
         if changed {
             self.changes.send_modify(|generation| *generation += 1);
