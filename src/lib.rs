@@ -15,6 +15,8 @@
 //!                   3 session    Sessions::check (memory only)         401 session_invalidated | revoked
 //!                                (cutoffs C, U, U*; revoked identity-provider sids; a
 //!                                scheduled logout whose time has come)
+//!                                then the workspace policy (acceptance step 6)  403 ip_not_allowed |
+//!                                401 insufficient_user_authentication (one map lookup without one)
 //!                   4 rewrite    Upstream::prepare (sync, infallible; X-Auth-Logout-At
 //!                                while a logout of the workspace is scheduled)
 //!                   5 forward    Upstream::send                        502 | 504
@@ -23,7 +25,7 @@
 //!                 Err(e) -> e.into_response()   (web/error: the only place an error becomes a response)
 //!                 one access-log event + metrics per request (proxy/access)
 //!                 (after step 3: Sessions::seen counts the session for activity)
-//! admin           route -> authenticate -> authorize -> Sessions::commit -> 200
+//! admin           route -> authenticate (policy included) -> authorize -> Sessions::commit -> 200
 //!                 console/: the Security settings page (static files, the API via fetch)
 //! signals         {prefix}/v1/signals/*: logout token | SET -> issuer keys -> checks
 //!                 -> Sessions::commit -> 200 | 202; SCIM paths: product 2xx deactivation

@@ -14,12 +14,13 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::clock;
-use crate::store::{Cutoff, Record, Scope, Store, StoreError};
+use crate::store::{Cutoff, Record, Scope, Store, StoreError, StoredPolicy};
 
 mod activity;
 mod commit;
 mod cutoffs;
 mod metrics;
+pub mod policy;
 mod revoked;
 mod scheduled_logout;
 mod schedules;
@@ -29,11 +30,13 @@ mod sync;
 use activity::Activity;
 use cutoffs::Cutoffs;
 use metrics::SessionMetrics;
+use policy::Policies;
 use revoked::RevokedSids;
 use schedules::Schedules;
 
 pub use activity::{ActivityCount, WINDOW_SECS};
 pub use cutoffs::{Refusal, Session};
+pub use policy::{Policy, PolicyError, PolicyRefusal};
 pub use scheduled_logout::apply_scheduled_logouts;
 pub use share::share_activity;
 pub use sync::keep_in_sync;
@@ -48,6 +51,7 @@ pub struct Sessions {
     revoked: RevokedSids,
     /// Pending scheduled logouts, enforced from their time on (SPEC section 10).
     schedules: Schedules,
+    policies: Policies,
     activity: Activity,
     /// Names this instance's activity shares in a shared store.
     instance: String,
@@ -75,6 +79,7 @@ impl Sessions {
             cutoffs: Cutoffs::default(),
             revoked: RevokedSids::default(),
             schedules: Schedules::default(),
+            policies: Policies::default(),
             activity: Activity::default(),
             instance: uuid::Uuid::now_v7().to_string(),
             changes: watch::Sender::new(0),
@@ -96,6 +101,21 @@ impl Sessions {
             return Err(Refusal::Revoked);
         }
         self.check_scheduled(session, now)
+    }
+
+    /// Step 6 at time `now`: the policy of the request's workspace, when it has one (one
+    /// map lookup when it has none).
+    pub fn check_policy(
+        &self,
+        request: &policy::Request<'_>,
+        now: f64,
+    ) -> Result<(), PolicyRefusal> {
+        self.policies.check(request, now)
+    }
+
+    /// The policy of `workspace` in force (empty, version 0: none).
+    pub fn policy(&self, workspace: &str) -> StoredPolicy {
+        self.policies.get(workspace)
     }
 
     /// Counts a session whose request passed at `now`, for `GET .../activity`.
@@ -141,6 +161,7 @@ impl Sessions {
                 workspace,
                 schedule,
             } => self.schedules.apply(&workspace, schedule),
+            Record::Policy { workspace, policy } => self.policies.apply(&workspace, policy),
         };
         if changed {
             self.changes.send_modify(|generation| *generation += 1);

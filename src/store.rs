@@ -24,7 +24,8 @@ mod schedule;
 pub use embedded::EmbeddedStore;
 pub use outbox::{Claimed, Delivery, Outbox};
 pub use record::{
-    Action, AuditRecord, Category, Change, Cutoff, Effect, Preserved, Record, Revoked, Scope,
+    Action, AuditRecord, Category, Change, ClaimRule, Cutoff, Effect, PolicyDocument, Preserved,
+    Record, Revoked, Scope, StoredPolicy,
 };
 pub use redis::{Published, RedisStore, Subscription};
 pub use schedule::{Schedule, ScheduledLogout, Scheduler};
@@ -107,6 +108,10 @@ pub enum StoreError {
     /// (cancelled, replaced, or applied by another instance), so nothing was written.
     #[error("no such scheduled logout is pending; nothing changed")]
     NotPending,
+    /// Not a failure of the store: the policy changed since the version the caller read
+    /// (`If-Match`), so nothing was written.
+    #[error("the policy changed since it was read; nothing changed")]
+    PolicyChanged,
 }
 
 /// redb reports each kind of failure with its own type; all of them mean "not committed".

@@ -334,6 +334,41 @@ async fn a_scheduler_logged_out_after_scheduling_is_not_brought_back() {
 }
 
 #[tokio::test]
+async fn a_scheduler_failing_a_policy_set_after_scheduling_is_not_preserved() {
+    let upstream = upstream().await;
+    let gw = gateway(&upstream).start().await;
+    let ada = admin("ada", "acme").sign();
+    let mfa = |builder: support::TokenBuilder| builder.claim("amr", json!(["mfa"])).sign();
+    let at = now() + 2.0;
+    schedule(&gw, "acme", &ada, at).await;
+    // Bea requires MFA; ada signed in without it.
+    let bea = mfa(admin("bea", "acme"));
+    let policy = json!({"require_claims": [{"claim": "amr", "any_of": ["mfa"]}]});
+    let put = gw.put_policy("acme", &bea, &policy).send().await.unwrap();
+    assert_eq!(put.status(), 200);
+    assert!(!passes(&gw, &ada).await, "the policy refuses ada at once");
+    until_refused(&gw, &bea, "the scheduled logout applies").await;
+    let fresh = mfa(admin("cy", "acme").iat(at.floor() + 1.0));
+    until_settled(&gw, &fresh).await;
+    assert_eq!(
+        sessions(&gw, "acme", &fresh).await["preserved_session"],
+        Value::Null,
+        "ada failed the policy just before the time: no session is kept"
+    );
+    let cleared = gw
+        .put_policy("acme", &fresh, &json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cleared.status(), 200);
+    let (status, body) = answer(gw.get("/app").bearer_auth(&ada).send().await.unwrap()).await;
+    assert_eq!(
+        (status, &body["reason"]),
+        (401, &json!("session_invalidated"))
+    );
+}
+
+#[tokio::test]
 async fn a_cancelled_logout_never_applies_and_a_second_cancel_is_404() {
     let upstream = upstream().await;
     let gw = gateway(&upstream).start().await;

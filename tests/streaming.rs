@@ -119,18 +119,6 @@ async fn gateway_with(addr: SocketAddr, settings: &[&str]) -> Gateway {
         .await
 }
 
-/// alice's `GET /events/<count>/200` (an event every 200 ms), answered 200.
-async fn alice_events(gw: &Gateway, count: usize) -> reqwest::Response {
-    let rsp = gw
-        .get(&format!("/events/{count}/200"))
-        .bearer_auth(token().sub("alice").sign())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rsp.status(), 200);
-    rsp
-}
-
 /// What a client saw of an event stream.
 struct Received {
     /// Each complete event (without its blank line) and when it arrived.
@@ -200,27 +188,42 @@ async fn sse_events_arrive_one_by_one_not_at_the_end() {
     );
 }
 
-#[tokio::test]
-async fn sse_stream_is_cut_within_a_second_of_logout_all() {
+/// Streams 100 events to `jwt`, makes `change` (`what`) after the first one, and asserts
+/// that the stream ends within a second of the change's 200.
+/// `GET /events/<count>/200` (an event every 200 ms) with `jwt`, answered 200.
+async fn open_events(gw: &Gateway, jwt: &str, count: usize) -> reqwest::Response {
+    let rsp = gw
+        .get(&format!("/events/{count}/200"))
+        .bearer_auth(jwt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 200);
+    rsp
+}
+
+async fn assert_cut_within_a_second(
+    what: &str,
+    jwt: &str,
+    change: impl AsyncFn(&Gateway) -> reqwest::Response,
+) {
     const EVENTS: usize = 100;
     let upstream = sse_upstream().await;
     let gw = gateway_to(upstream.addr).await;
-    let admin_jwt = admin("carol", "acme").sign();
-    let rsp = alice_events(&gw, EVENTS).await;
-
+    let rsp = open_events(&gw, jwt, EVENTS).await;
     let mut answered = None;
     let received = read_events(rsp, async |n| {
         if n == 1 {
-            let logout = gw.logout_all("acme", &admin_jwt).await;
+            let answer = change(&gw).await;
             answered = Some(Instant::now());
-            assert_eq!(logout.status(), 200);
+            assert_eq!(answer.status(), 200, "{what}");
         }
     })
     .await;
-    let answered = answered.expect("the first event arrived and logout-all was called");
+    let answered = answered.expect("the first event arrived and the change was made");
     let cut = received.ended_at - answered;
     println!(
-        "SSE stream ended {:.0} ms after the logout-all's 200 ({:?}), {} events",
+        "SSE stream ended {:.0} ms after the {what}'s 200 ({:?}), {} events",
         cut.as_secs_f64() * 1000.0,
         received.end,
         received.events.len()
@@ -231,8 +234,18 @@ async fn sse_stream_is_cut_within_a_second_of_logout_all() {
     );
     assert!(
         cut < Duration::from_secs(1),
-        "stream ended {cut:?} after the logout-all, more than the promised 1 s"
+        "stream ended {cut:?} after the {what}, more than the promised 1 s"
     );
+}
+
+#[tokio::test]
+async fn sse_stream_is_cut_within_a_second_of_logout_all() {
+    let admin_jwt = admin("carol", "acme").sign();
+    let alice = token().sub("alice").sign();
+    assert_cut_within_a_second("logout-all", &alice, async |gw| {
+        gw.logout_all("acme", &admin_jwt).await
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -241,15 +254,12 @@ async fn sse_stream_is_cut_within_a_second_of_a_scheduled_logouts_time() {
     let upstream = sse_upstream().await;
     let gw = gateway_to(upstream.addr).await;
     let at = now() + 1.5;
+    let admin_jwt = admin("carol", "acme").sign();
     let scheduled = gw
-        .schedule_logout(
-            "acme",
-            &admin("carol", "acme").sign(),
-            &support::rfc3339(at),
-        )
+        .schedule_logout("acme", &admin_jwt, &support::rfc3339(at))
         .await;
     assert_eq!(scheduled.status(), 202);
-    let rsp = alice_events(&gw, EVENTS).await;
+    let rsp = open_events(&gw, &token().sub("alice").sign(), EVENTS).await;
     let received = read_events(rsp, async |_| {}).await;
     let cut = now() - at;
     println!(
@@ -264,6 +274,18 @@ async fn sse_stream_is_cut_within_a_second_of_a_scheduled_logouts_time() {
         cut < 1.0,
         "cut {cut} s after the scheduled time, more than 1 s"
     );
+}
+
+#[tokio::test]
+async fn sse_stream_is_cut_within_a_second_of_a_policy_it_fails() {
+    let admin_jwt = admin("carol", "acme").sign();
+    let old = token().sub("alice").iat(support::now().floor() - 120.0);
+    let policy = serde_json::json!({"max_session_age_secs": 60});
+    assert_cut_within_a_second("policy", &old.sign(), async |gw| {
+        let put = gw.put_policy("acme", &admin_jwt, &policy);
+        put.send().await.unwrap()
+    })
+    .await;
 }
 
 #[tokio::test]

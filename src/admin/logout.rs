@@ -105,7 +105,7 @@ fn authorize(
 }
 
 /// The caller's own session, spared until its token expires.
-fn preserved(caller: &Caller) -> Preserved {
+pub(super) fn preserved(caller: &Caller) -> Preserved {
     Preserved {
         session_id: caller.claims.session_id.clone(),
         expires_at: caller.claims.expires_at,
@@ -139,6 +139,8 @@ pub(super) fn audit_record(
         user_agent: origin.user_agent.clone(),
         sessions_valid_after: None,
         scheduled_at: None,
+        policy_before: None,
+        policy_after: None,
     }
 }
 

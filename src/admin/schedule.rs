@@ -148,6 +148,7 @@ fn scheduler(caller: &Caller, origin: Origin) -> Scheduler {
         sid: claims.sid.clone(),
         client_ip: origin.client_ip,
         user_agent: origin.user_agent,
+        claims: claims.payload.clone(),
     }
 }
 

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::schedules::Due;
-use super::{Refusal, Session, Sessions};
+use super::{Refusal, Session, Sessions, policy};
 use crate::clock;
 use crate::store::{Change, Effect, Preserved, ScheduledLogout, Store, StoreError};
 
@@ -87,7 +87,24 @@ impl Sessions {
             && !session
                 .sid
                 .is_some_and(|sid| self.revoked.is_revoked(sid, workspace, logout.at));
-        step5 && scheduler_meets_policy(&session, logout)
+        step5 && self.scheduler_meets_policy(workspace, logout)
+    }
+
+    /// Step 6 for the scheduler's request just before `at`, with the policy this instance
+    /// holds now: a policy the scheduler's token fails means no session is preserved.
+    fn scheduler_meets_policy(&self, workspace: &str, logout: &ScheduledLogout) -> bool {
+        let scheduler = &logout.scheduler;
+        // Written from a parsed address, so it always parses; if not, nothing is spared.
+        let Ok(client_ip) = scheduler.client_ip.parse() else {
+            return false;
+        };
+        let request = policy::Request {
+            workspace,
+            client_ip,
+            claims: &scheduler.claims,
+            session_time: scheduler.time,
+        };
+        self.policies.check(&request, logout.at).is_ok()
     }
 
     /// Commits every logout due now that no other change settled; returns how long to
@@ -143,11 +160,4 @@ impl Sessions {
         };
         self.commit(store, change).await.map(drop)
     }
-}
-
-/// Step 6 for the scheduler's session just before `at`: the hook for workspace policies
-/// (SPEC section 9), which decide with `logout.scheduler.client_ip` and the session. Until
-/// policies exist, every session meets it.
-fn scheduler_meets_policy(_session: &Session<'_>, _logout: &ScheduledLogout) -> bool {
-    true
 }

@@ -131,6 +131,7 @@ mod tests {
                     sid: None,
                     client_ip: "127.0.0.1".into(),
                     user_agent: None,
+                    claims: serde_json::Map::new(),
                 },
                 category: None,
                 ticket: None,

@@ -148,6 +148,8 @@ fn audit_record(accepted: &Accepted, sender: &Sender, now: f64) -> AuditRecord {
         user_agent: sender.user_agent.clone(),
         sessions_valid_after: None,
         scheduled_at: None,
+        policy_before: None,
+        policy_after: None,
     }
 }
 

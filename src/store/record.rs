@@ -89,6 +89,16 @@ pub enum Effect {
         valid_after: i64,
         preserved: Option<Preserved>,
     },
+    /// Replaces a workspace's whole policy (an empty document clears it), unless
+    /// `if_version` is set and the stored policy's version differs: then the change is
+    /// refused as `StoreError::PolicyChanged` and nothing is written.
+    Policy {
+        workspace: String,
+        document: PolicyDocument,
+        updated_at: String,
+        updated_by: Option<String>,
+        if_version: Option<u64>,
+    },
 }
 
 /// What a change left in the store that memory enforces: applied to memory here,
@@ -110,6 +120,40 @@ pub enum Record {
         workspace: String,
         schedule: Schedule,
     },
+    /// The policy of `workspace`, as the store now holds it.
+    Policy {
+        workspace: String,
+        policy: StoredPolicy,
+    },
+}
+
+/// A workspace policy as an admin wrote it (SPEC section 9), already validated; the
+/// document `GET .../policy` answers. The default, empty document is "no policy".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDocument {
+    /// CIDRs, each in canonical form; `None`: no IP rule.
+    pub ip_allowlist: Option<Vec<String>>,
+    pub require_claims: Vec<ClaimRule>,
+    pub max_session_age_secs: Option<i64>,
+}
+
+/// One `require_claims` entry: the claim at `claim` (a dotted path) must be one of
+/// `any_of`, or an array holding one of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRule {
+    pub claim: String,
+    pub any_of: Vec<String>,
+}
+
+/// A policy with who wrote it and its version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPolicy {
+    pub document: PolicyDocument,
+    /// RFC 3339 UTC; `None` for a workspace that never had one.
+    pub updated_at: Option<String>,
+    pub updated_by: Option<String>,
+    /// Monotonic per workspace, assigned by the store on commit (0: never written).
+    pub version: u64,
 }
 
 /// How long an identity-provider session stays revoked.
@@ -165,12 +209,19 @@ pub struct AuditRecord {
     pub reason: Option<String>,
     pub client_ip: String,
     pub user_agent: Option<String>,
-    /// The cutoff after this action, as committed (`None` for actions that move none).
-    #[serde(default)]
-    pub sessions_valid_after: Option<i64>,
+    /// The policy replaced by a `policy_update`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub policy_before: Option<PolicyDocument>,
+    /// The policy a `policy_update` put in force.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub policy_after: Option<PolicyDocument>,
     /// When the scheduled logout this record is about applies (RFC 3339 UTC).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub scheduled_at: Option<String>,
+    /// The cutoff after this action, as committed (`None` for actions that move none).
+    /// Serialized last: the Redis commit script fills it in as text.
+    #[serde(default)]
+    pub sessions_valid_after: Option<i64>,
 }
 
 /// What kind of logout.
@@ -190,6 +241,8 @@ pub enum Action {
     LogoutScheduled,
     /// A scheduled logout cancelled before it applied.
     LogoutCancelled,
+    /// A workspace policy replaced (by an admin, or cleared by an operator).
+    PolicyUpdate,
 }
 
 /// Why the logout happened, for later review (SPEC section 2).
@@ -282,6 +335,7 @@ impl Record {
         match self {
             Record::Cutoff { .. } | Record::Schedule { .. } => true,
             Record::RevokedSid { revoked, .. } => revoked.in_force(now),
+            Record::Policy { .. } => true,
         }
     }
 
@@ -289,7 +343,7 @@ impl Record {
     pub fn as_cutoff(&self) -> Option<&Cutoff> {
         match self {
             Record::Cutoff { cutoff, .. } => Some(cutoff),
-            Record::RevokedSid { .. } | Record::Schedule { .. } => None,
+            Record::RevokedSid { .. } | Record::Schedule { .. } | Record::Policy { .. } => None,
         }
     }
 }
@@ -316,7 +370,7 @@ impl Cutoff {
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Self::LogoutAll,
         Self::UserLogout,
         Self::LogoutOthers,
@@ -325,6 +379,7 @@ impl Action {
         Self::ScimDeprovision,
         Self::LogoutScheduled,
         Self::LogoutCancelled,
+        Self::PolicyUpdate,
     ];
 
     /// The action whose wire name is `name`.
@@ -343,6 +398,7 @@ impl Action {
             Self::ScimDeprovision => "scim_deprovision",
             Self::LogoutScheduled => "logout_scheduled",
             Self::LogoutCancelled => "logout_cancelled",
+            Self::PolicyUpdate => "policy_update",
         }
     }
 }
@@ -368,6 +424,8 @@ impl AuditRecord {
             sid: None,
             event: None,
             scheduled_at: None,
+            policy_before: None,
+            policy_after: None,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! P seen:["iss","jti"] string an accepted signal, expiring when it may be forgotten
 //! P scim_users         hash   ["workspace" or null,"id"] -> user
 //! P schedules          hash   workspace -> scheduled logout JSON {"pending","version"}
+//! P policies           hash   workspace -> policy JSON (document, updated_at/by, version)
 //! P audit:<workspace>  list   audit record JSON, newest first
 //! P audit              list   subject-wide audit records, in no workspace's trail
 //! P changes            pub/sub channel: the records of every commit, as a JSON array
@@ -54,6 +55,8 @@ const REPLAYED: &str = "REPLAYED";
 /// The error the commit script answers when the scheduled logout a change is about is
 /// no longer pending.
 const NOT_PENDING: &str = "NOT_PENDING";
+/// The error the commit script answers when a policy's `If-Match` version is stale.
+const POLICY_CHANGED: &str = "POLICY_CHANGED";
 
 /// Atomic and monotonic on the server. Versions come from the server clock (microseconds,
 /// and always above the previous version), so a record written after Redis lost its data
@@ -64,7 +67,8 @@ const NOT_PENDING: &str = "NOT_PENDING";
 /// A signal accepted before is refused with `REPLAYED` before anything is written: a Lua
 /// script is atomic but does not roll back, so every check comes first.
 ///
-/// ARGV: the effects (JSON array, each with its `key` and `field`), the audit record JSON,
+/// ARGV: the effects (JSON array, each with its `key` and `field`), the audit record JSON
+/// (ending with `"sessions_valid_after":null}`),
 /// the audit list key, the channel, the outbox routes (the sequence key, the ordering
 /// group, and per webhook its events hash, group queue and due set).
 const COMMIT_SCRIPT: &str = r#"
@@ -75,6 +79,13 @@ local effects = cjson.decode(ARGV[1])
 for _, effect in ipairs(effects) do
   if effect.kind == 'signal_seen' and redis.call('EXISTS', effect.key) == 1 then
     return redis.error_reply('REPLAYED')
+  end
+  if effect.kind == 'policy' and effect.if_version then
+    local current = redis.call('HGET', effect.key, effect.field)
+    local version = current and cjson.decode(current).version or 0
+    if string.format('%d', version) ~= effect.if_version then
+      return redis.error_reply('POLICY_CHANGED')
+    end
   end
 end
 -- A cancel needs a schedule pending; applying one needs that very version pending.
@@ -166,6 +177,15 @@ function apply.signal_seen(effect)
   return nil
 end
 
+function apply.policy(effect)
+  local current = redis.call('HGET', effect.key, effect.field)
+  local version = current and cjson.decode(current).version or 0
+  local policy = string.format('{"document":%s,"updated_at":%s,"updated_by":%s,"version":%d}',
+    effect.document, effect.updated_at, effect.updated_by, math.max(version + 1, clock))
+  redis.call('HSET', effect.key, effect.field, policy)
+  return string.format('{"kind":"policy","workspace":%s,"policy":%s}', effect.workspace, policy)
+end
+
 local records = {}
 for _, effect in ipairs(effects) do
   local record = apply[effect.kind](effect)
@@ -173,9 +193,12 @@ for _, effect in ipairs(effects) do
     records[#records + 1] = record
   end
 end
-local audit = cjson.decode(ARGV[2])
-audit.sessions_valid_after = first_cutoff
-local record = cjson.encode(audit)
+-- The record ends with `"sessions_valid_after":null}`; it is patched as text, because a
+-- cjson round trip would turn the empty arrays of a policy into objects.
+local record = ARGV[2]
+if first_cutoff then
+  record = string.sub(record, 1, -6) .. string.format('%d}', first_cutoff)
+end
 redis.call('LPUSH', ARGV[3], record)
 local outbox = cjson.decode(ARGV[5])
 if #outbox.routes > 0 then
@@ -220,6 +243,7 @@ struct Keys {
     sids_expiry: String,
     scim_users: String,
     schedules: String,
+    policies: String,
     channel: String,
     activity_instances: String,
 }
@@ -353,7 +377,7 @@ impl RedisStore {
         let now = crate::clock::now();
         let keys = &self.keys;
         let hashes = [&keys.workspaces, &keys.users, &keys.subjects, &keys.sids];
-        for hash in hashes.into_iter().chain([&keys.schedules]) {
+        for hash in hashes.into_iter().chain([&keys.schedules, &keys.policies]) {
             let mut cursor = 0u64;
             loop {
                 let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
@@ -388,7 +412,11 @@ impl RedisStore {
             .iter()
             .map(|effect| self.keys.wire(effect))
             .collect::<Result<Vec<_>, _>>()?;
-        let audit = &change.audit;
+        // The script fills in the cutoff; it expects the field last and null.
+        let audit = &AuditRecord {
+            sessions_valid_after: None,
+            ..change.audit.clone()
+        };
         let outbox = self.keys.outbox(audit, &self.outbox.routes(audit))?;
         let (message, record, receivers): (String, String, u64) = self
             .script
@@ -405,6 +433,8 @@ impl RedisStore {
                 let named = |name| error.code() == Some(name) || error.detail() == Some(name);
                 if named(REPLAYED) {
                     StoreError::Replayed
+                } else if named(POLICY_CHANGED) {
+                    StoreError::PolicyChanged
                 } else if named(NOT_PENDING) {
                     StoreError::NotPending
                 } else {
@@ -562,6 +592,7 @@ impl Keys {
             sids_expiry: format!("{prefix}sids:expiry"),
             scim_users: format!("{prefix}scim_users"),
             schedules: format!("{prefix}schedules"),
+            policies: format!("{prefix}policies"),
             channel: format!("{prefix}changes"),
             activity_instances: format!("{prefix}activity:instances"),
         }
@@ -658,6 +689,29 @@ impl Keys {
                 "valid_after": valid_after,
                 "preserved": serde_json::to_string(preserved)?,
             })),
+            Effect::Policy {
+                workspace,
+                document,
+                updated_at,
+                updated_by,
+                if_version,
+            } => {
+                let mut wire = json!({
+                    "kind": "policy",
+                    "key": self.policies,
+                    "field": workspace,
+                    "workspace": serde_json::to_string(workspace)?,
+                    "document": serde_json::to_string(document)?,
+                    "updated_at": serde_json::to_string(updated_at)?,
+                    "updated_by": serde_json::to_string(updated_by)?,
+                });
+                // Absent rather than null (cjson's null is true in Lua); a text, because
+                // cjson would round a 16-digit version.
+                if let Some(version) = if_version {
+                    wire["if_version"] = json!(version.to_string());
+                }
+                Ok(wire)
+            }
         }
     }
 
@@ -676,6 +730,10 @@ impl Keys {
                     workspace: field.to_string(),
                     schedule: serde_json::from_str(value)?,
                 }));
+            }
+            h if h == self.policies => {
+                let (workspace, policy) = (field.to_string(), serde_json::from_str(value)?);
+                return Ok(Some(Record::Policy { workspace, policy }));
             }
             h if h == self.sids => {
                 let (workspace, sid) = serde_json::from_str(field)?;

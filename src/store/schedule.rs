@@ -5,6 +5,7 @@
 //! so a resync or a late message can never bring an old schedule back.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::{Action, AuditRecord, Category};
 use crate::clock;
@@ -33,9 +34,9 @@ pub struct ScheduledLogout {
     pub reason: Option<String>,
 }
 
-/// Who scheduled it: enough of the token to re-check its session just before `at`
-/// (SPEC section 10 preserves it only if it still passes then), and the request's origin
-/// for the `logout_all` record.
+/// Who scheduled it: enough of the token and its request to re-check its session just
+/// before `at` (SPEC section 10 preserves it only if it still passes steps 5 and 6 then),
+/// and the request's origin for the `logout_all` record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scheduler {
     pub subject: Option<String>,
@@ -50,8 +51,12 @@ pub struct Scheduler {
     pub user: Option<String>,
     pub user_folded: Option<String>,
     pub sid: Option<String>,
+    /// The caller's address, which the workspace's IP allow-list is checked against.
     pub client_ip: String,
     pub user_agent: Option<String>,
+    /// Every claim of the token, which the workspace's `require_claims` are checked
+    /// against just before `at`.
+    pub claims: Map<String, Value>,
 }
 
 // === impl Schedule ===
@@ -85,8 +90,10 @@ impl ScheduledLogout {
             reason: self.reason.clone(),
             client_ip: scheduler.client_ip.clone(),
             user_agent: scheduler.user_agent.clone(),
-            sessions_valid_after: None,
+            policy_before: None,
+            policy_after: None,
             scheduled_at: Some(clock::rfc3339_exact_millis(self.at)),
+            sessions_valid_after: None,
         }
     }
 
