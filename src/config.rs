@@ -210,6 +210,27 @@ pub struct RedisConfig {
     pub resync: Duration,
     /// `store.max_staleness_secs`; `None` when 0 (enforce cached cutoffs however old).
     pub max_staleness: Option<Duration>,
+    /// `store.redis_sentinels` and `store.redis_master_name`: `None` without Sentinels
+    /// (the URL names the server).
+    pub sentinel: Option<SentinelConfig>,
+    /// `store.redis_min_replicas` and `store.redis_wait_timeout_ms`.
+    pub replication: Replication,
+}
+
+/// Redis Sentinel: the primary is looked up through these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelConfig {
+    /// `(host, port)` of each Sentinel.
+    pub sentinels: Vec<(String, u16)>,
+    pub master_name: String,
+}
+
+/// How many replicas must hold a commit before it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    /// 0: answer once the primary has it (no `WAIT`).
+    pub min_replicas: u32,
+    pub wait_timeout: Duration,
 }
 
 /// `store.redis_url`, which may carry a password: `Debug` never shows it.

@@ -19,6 +19,7 @@ use crate::store::{Cutoff, Record, Scope, Store, StoreError};
 mod activity;
 mod commit;
 mod cutoffs;
+mod heal;
 mod metrics;
 mod revoked;
 mod share;
@@ -133,6 +134,30 @@ impl Sessions {
         if changed {
             self.changes.send_modify(|generation| *generation += 1);
         }
+    }
+
+    /// The record memory holds for the key of `record` (the same scope, or sid).
+    pub fn held(&self, record: &Record) -> Option<Record> {
+        match record {
+            Record::Cutoff { scope, .. } => self.cutoffs.get(scope).map(|cutoff| Record::Cutoff {
+                scope: scope.clone(),
+                cutoff,
+            }),
+            Record::RevokedSid { workspace, sid, .. } => self
+                .revoked
+                .get(workspace.as_deref(), sid)
+                .map(|revoked| Record::RevokedSid {
+                    workspace: workspace.clone(),
+                    sid: sid.clone(),
+                    revoked,
+                }),
+        }
+    }
+
+    /// Hands every record memory holds to `visit` (which must not call back into `self`).
+    pub fn for_each_record(&self, mut visit: impl FnMut(Record)) {
+        self.cutoffs.for_each(&mut visit);
+        self.revoked.for_each(visit);
     }
 
     /// Forgets expired revocations every minute, for as long as it is polled. Nothing to

@@ -466,7 +466,35 @@ fn apply(txn: &WriteTransaction, effect: Effect, now: f64) -> Result<Option<Reco
             prune(txn, seen, now)?;
             Ok(None)
         }
+        Effect::Restore { record } => restore(txn, record),
     }
+}
+
+/// Writes `record` as it is where it outranks what the file holds.
+fn restore(txn: &WriteTransaction, record: Record) -> Result<Option<Record>, StoreError> {
+    match &record {
+        Record::Cutoff { scope, cutoff } => {
+            let current = read_cutoff(txn, scope)?;
+            if current.is_some_and(|current| current.rank() >= cutoff.rank()) {
+                return Ok(None);
+            }
+            write_cutoff(txn, scope, cutoff)?;
+        }
+        Record::RevokedSid {
+            workspace,
+            sid,
+            revoked,
+        } => {
+            let key = pair_field(workspace, sid)?;
+            let current: Option<Revoked> = read_json(txn, SIDS, &key)?;
+            if current.is_some_and(|current| current.rank() >= revoked.rank()) {
+                return Ok(None);
+            }
+            let expiry = (revoked.expires_at, current.map(|c| c.expires_at));
+            write_expiring(txn, (SIDS, SIDS_EXPIRY), &key, expiry, revoked)?;
+        }
+    }
+    Ok(Some(record))
 }
 
 /// Revokes `sid` until at least `expires_at` (an expiry never moves back).

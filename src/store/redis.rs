@@ -31,21 +31,24 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
+use redis::AsyncConnectionConfig;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use redis::{AsyncConnectionConfig, Client};
 use serde_json::json;
 
 use super::{
     AuditRecord, Change, Committed, Effect, Outbox, Record, ScimUser, Scope, StoreError, pair_field,
 };
-use crate::config::RedisConfig;
+use crate::config::{RedisConfig, Replication};
 
+mod link;
 mod outbox;
 
 /// Connecting (TCP, TLS, AUTH) may take this long before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A command (commit, one scan page, a ping) may take this long.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Records written back per restore script: small enough not to hold Redis up.
+const RESTORE_BATCH: usize = 500;
 /// Cutoffs read per `HSCAN` round trip during a resync.
 const SCAN_PAGE: usize = 5000;
 /// The error the commit script answers for a signal it has accepted before.
@@ -60,7 +63,8 @@ const REPLAYED: &str = "REPLAYED";
 /// A signal accepted before is refused with `REPLAYED` before anything is written: a Lua
 /// script is atomic but does not roll back, so every check comes first.
 ///
-/// ARGV: the effects (JSON array, each with its `key` and `field`), the audit record JSON,
+/// ARGV: the effects (JSON array, each with its `key` and `field`), the audit record JSON
+/// (empty for a restore: no audit record, no outbox entry),
 /// the audit list key, the channel, the outbox routes (the sequence key, the ordering
 /// group, and per webhook its events hash, group queue and due set).
 const COMMIT_SCRIPT: &str = r#"
@@ -112,6 +116,24 @@ function apply.revoked_sid(effect)
     effect.workspace, effect.sid, revoked)
 end
 
+-- A record an instance holds, written as it is where it outranks the stored one (its
+-- rank: the value named `rank`, then the version). Published like any change.
+function apply.restore(effect)
+  local current = redis.call('HGET', effect.key, effect.field)
+  if current then
+    local stored = cjson.decode(current)
+    local value = stored[effect.rank]
+    if value > effect.value or (value == effect.value and stored.version >= effect.version) then
+      return nil
+    end
+  end
+  redis.call('HSET', effect.key, effect.field, effect.stored)
+  if effect.index then
+    redis.call('ZADD', effect.index, effect.value, effect.field)
+  end
+  return effect.record
+end
+
 function apply.signal_seen(effect)
   redis.call('SET', effect.key, '1')
   redis.call('EXPIREAT', effect.key, effect.expires_at)
@@ -125,11 +147,16 @@ for _, effect in ipairs(effects) do
     records[#records + 1] = record
   end
 end
-local audit = cjson.decode(ARGV[2])
-audit.sessions_valid_after = first_cutoff
-local record = cjson.encode(audit)
-redis.call('LPUSH', ARGV[3], record)
-local outbox = cjson.decode(ARGV[5])
+-- A restore has no audit record (nor events): nothing happened, the store healed.
+local record = ''
+local outbox = {routes = {}}
+if ARGV[2] ~= '' then
+  local audit = cjson.decode(ARGV[2])
+  audit.sessions_valid_after = first_cutoff
+  record = cjson.encode(audit)
+  redis.call('LPUSH', ARGV[3], record)
+  outbox = cjson.decode(ARGV[5])
+end
 if #outbox.routes > 0 then
   local sequence = string.format('%d', redis.call('INCR', outbox.sequence))
   local due = string.format('%d', math.floor(clock / 1000))
@@ -146,7 +173,9 @@ return {message, record, receivers}
 
 /// The Redis client, its key names, and the link state the fleet task maintains.
 pub struct RedisStore {
-    client: Client,
+    target: link::Target,
+    primary: link::Primary,
+    replication: Replication,
     keys: Keys,
     script: redis::Script,
     /// The command connection of the current link; `None` while Redis is out of reach.
@@ -190,6 +219,9 @@ pub struct Subscription {
     /// Pings go through here: a dead subscription must not look healthy.
     pub sink: PubSubSink,
     pub messages: PubSubStream,
+    /// The address of the previous primary, when this link reached another one (Sentinel
+    /// followed a failover).
+    pub switched_from: Option<String>,
 }
 
 /// One published change: the records of a commit, as the commit script writes them.
@@ -201,31 +233,10 @@ pub struct Published(Vec<Record>);
 impl RedisStore {
     /// A client for `store.redis_url`; nothing is connected until the fleet task connects.
     pub fn open(config: &RedisConfig, outbox: Outbox) -> Result<Self, StoreError> {
-        let client = if config.url.is_tls() {
-            // redis builds its rustls config from the process-wide provider: make that the
-            // aws-lc-rs every other TLS config of the gateway uses. Already set is fine.
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            let root_cert = config
-                .ca_file
-                .as_ref()
-                .map(|path| {
-                    std::fs::read(path).map_err(|source| StoreError::RedisCaFile {
-                        path: path.display().to_string(),
-                        source,
-                    })
-                })
-                .transpose()?;
-            let certificates = redis::TlsCertificates {
-                client_tls: None,
-                root_cert,
-            };
-            Client::build_with_tls(config.url.expose(), certificates)
-        } else {
-            Client::open(config.url.expose())
-        }
-        .map_err(StoreError::RedisClient)?;
         Ok(Self {
-            client,
+            target: link::Target::new(config)?,
+            primary: link::Primary::new(),
+            replication: config.replication,
             keys: Keys::new(&config.key_prefix),
             script: redis::Script::new(COMMIT_SCRIPT),
             conn: ArcSwapOption::empty(),
@@ -238,26 +249,31 @@ impl RedisStore {
         })
     }
 
-    /// Opens the command connection and subscribes to the change channel on a second one.
-    /// The command connection is used from now on; the subscription goes to the caller.
+    /// Finds the primary (asking the Sentinels, if configured), opens the command
+    /// connection and subscribes to the change channel on a second one. The command
+    /// connection is used from now on; the subscription goes to the caller.
     pub async fn connect(&self) -> Result<Subscription, StoreError> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT));
-        let conn = self
-            .client
+        let config = connection_config(COMMAND_TIMEOUT);
+        let client = within(COMMAND_TIMEOUT, self.target.primary()).await?;
+        let conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
-        let pubsub = within(CONNECT_TIMEOUT, self.client.get_async_pubsub()).await?;
+        let pubsub = within(CONNECT_TIMEOUT, client.get_async_pubsub()).await?;
         let (mut sink, messages) = pubsub.split();
         within(COMMAND_TIMEOUT, sink.subscribe(&self.keys.channel)).await?;
         self.conn.store(Some(conn.into()));
-        Ok(Subscription { sink, messages })
+        let switched_from = self.primary.connected(client);
+        Ok(Subscription {
+            sink,
+            messages,
+            switched_from,
+        })
     }
 
-    /// Forgets the command connection: commits fail fast until the next `connect`.
+    /// Forgets the connections: commits fail fast until the next `connect`.
     pub fn disconnect(&self) {
         self.conn.store(None);
+        self.primary.disconnected();
         self.health.up.store(false, Ordering::Release);
     }
 
@@ -292,8 +308,15 @@ impl RedisStore {
         let mut conn = self.command_connection()?;
         // A subscribed connection answers `["pong", ""]`, not `PONG`.
         within(COMMAND_TIMEOUT, subscription.sink.ping::<redis::Value>()).await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await?;
-        Ok(())
+        if !self.target.follows_failovers() {
+            redis::cmd("PING").query_async::<String>(&mut conn).await?;
+            return Ok(());
+        }
+        // A demoted primary still answers (and serves reads): only `ROLE` tells.
+        match redis::cmd("ROLE").query_async(&mut conn).await? {
+            redis::Role::Primary { .. } => Ok(()),
+            _ => Err(StoreError::Demoted),
+        }
     }
 
     /// Reads every record memory enforces page by page, handing each to `apply`; returns
@@ -330,9 +353,8 @@ impl RedisStore {
     }
 
     /// Runs the commit script: check, compare, write, audit and publish in one step on the
-    /// server.
+    /// server; then, with `store.redis_min_replicas`, waits for the replicas.
     pub(super) async fn commit(&self, change: &Change) -> Result<Committed, StoreError> {
-        let mut conn = self.command_connection()?;
         let effects = change
             .effects
             .iter()
@@ -340,14 +362,89 @@ impl RedisStore {
             .collect::<Result<Vec<_>, _>>()?;
         let audit = &change.audit;
         let outbox = self.keys.outbox(audit, &self.outbox.routes(audit))?;
-        let (message, record, receivers): (String, String, u64) = self
-            .script
-            .arg(serde_json::to_string(&effects)?)
-            .arg(serde_json::to_string(audit)?)
-            .arg(self.keys.audit(audit.workspace.as_deref()))
+        let audit = serde_json::to_string(audit)?;
+        let audit_key = self.keys.audit(change.audit.workspace.as_deref());
+        let run = async |conn: &mut MultiplexedConnection| {
+            self.run_script(conn, &effects, [&audit, &audit_key, &outbox])
+                .await
+        };
+        let ((message, record, receivers), acknowledged) = self.replicated(run).await?;
+        let committed = Committed {
+            records: Published::decode(message.as_bytes())?.0,
+            audit: serde_json::from_str(&record)?,
+            notified: Some(receivers),
+        };
+        match acknowledged {
+            Some(acknowledged) if acknowledged < u64::from(self.replication.min_replicas) => {
+                Err(StoreError::Unreplicated {
+                    committed: Box::new(committed),
+                    acknowledged,
+                    wanted: self.replication.min_replicas,
+                })
+            }
+            _ => Ok(committed),
+        }
+    }
+
+    /// Writes back `records` where they outrank what Redis holds, `RESTORE_BATCH` per
+    /// script, without audit records; returns those written (and published). Waits for
+    /// replicas like a commit, but a restore fewer acknowledged still counts: the next
+    /// resync restores again whatever a failover loses.
+    pub async fn restore(&self, records: Vec<Record>) -> Result<Vec<Record>, StoreError> {
+        let mut written = Vec::new();
+        for batch in records.chunks(RESTORE_BATCH) {
+            let effects = batch
+                .iter()
+                .map(|record| self.keys.restore(record))
+                .collect::<Result<Vec<_>, _>>()?;
+            let run = async |conn: &mut MultiplexedConnection| {
+                self.run_script(conn, &effects, ["", "", ""]).await
+            };
+            let ((message, _, _), _) = self.replicated(run).await?;
+            written.extend(Published::decode(message.as_bytes())?.0);
+        }
+        Ok(written)
+    }
+
+    /// `write` on the command connection; or, with `store.redis_min_replicas`, on a
+    /// connection of its own followed by `WAIT`, with how many replicas acknowledged.
+    async fn replicated<T>(
+        &self,
+        write: impl AsyncFnOnce(&mut MultiplexedConnection) -> Result<T, StoreError>,
+    ) -> Result<(T, Option<u64>), StoreError> {
+        let Replication {
+            min_replicas,
+            wait_timeout,
+        } = self.replication;
+        if min_replicas == 0 {
+            return Ok((write(&mut self.command_connection()?).await?, None));
+        }
+        let config = connection_config(COMMAND_TIMEOUT + wait_timeout);
+        let mut lease = self.primary.lease(&config).await?;
+        let written = write(&mut lease.conn).await?;
+        let acknowledged: u64 = redis::cmd("WAIT")
+            .arg(min_replicas)
+            .arg(u64::try_from(wait_timeout.as_millis()).unwrap_or(u64::MAX))
+            .query_async(&mut lease.conn)
+            .await?;
+        self.primary.give_back(lease);
+        Ok((written, Some(acknowledged)))
+    }
+
+    /// One run of the commit script; `[audit, audit_key, outbox]` empty for a restore.
+    async fn run_script(
+        &self,
+        conn: &mut MultiplexedConnection,
+        effects: &[serde_json::Value],
+        [audit, audit_key, outbox]: [&str; 3],
+    ) -> Result<(String, String, u64), StoreError> {
+        self.script
+            .arg(serde_json::to_string(effects)?)
+            .arg(audit)
+            .arg(audit_key)
             .arg(&self.keys.channel)
             .arg(outbox)
-            .invoke_async(&mut conn)
+            .invoke_async(conn)
             .await
             .map_err(|error| {
                 // Redis answers a script's error reply as `ERR REPLAYED` (older) or
@@ -356,12 +453,7 @@ impl RedisStore {
                     true => StoreError::Replayed,
                     false => StoreError::Redis(error),
                 }
-            })?;
-        Ok(Committed {
-            records: Published::decode(message.as_bytes())?.0,
-            audit: serde_json::from_str(&record)?,
-            notified: Some(receivers),
-        })
+            })
     }
 
     /// Publishes this instance's activity shares, `(workspace, share)` pairs, each kept for
@@ -479,6 +571,13 @@ impl RedisStore {
     }
 }
 
+/// Connection and response timeouts of a connection (a response may take `response`).
+fn connection_config(response: Duration) -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(response))
+}
+
 /// `future`, or `StoreError::Timeout` after `limit`.
 async fn within<T>(
     limit: Duration,
@@ -576,7 +675,42 @@ impl Keys {
                 "key": format!("{}seen:{}", self.prefix, pair_field(issuer, jti)?),
                 "expires_at": expires_at,
             })),
+            Effect::Restore { record } => self.restore(record),
         }
+    }
+
+    /// `Effect::Restore` of `record` for the script: where it goes, its rank, the value
+    /// stored and the record published, both as text.
+    fn restore(&self, record: &Record) -> Result<serde_json::Value, StoreError> {
+        let (value, version) = record.rank();
+        let (key, field, rank, stored, index) = match record {
+            Record::Cutoff { scope, cutoff } => {
+                let (key, field) = self.cutoff_field(scope)?;
+                let stored = serde_json::to_string(cutoff)?;
+                (key, field, "valid_after", stored, None)
+            }
+            Record::RevokedSid {
+                workspace,
+                sid,
+                revoked,
+            } => {
+                let field = pair_field(workspace, sid)?;
+                let stored = serde_json::to_string(revoked)?;
+                let index = Some(&self.sids_expiry);
+                (self.sids.as_str(), field, "expires_at", stored, index)
+            }
+        };
+        Ok(json!({
+            "kind": "restore",
+            "key": key,
+            "field": field,
+            "rank": rank,
+            "value": value,
+            "version": version,
+            "stored": stored,
+            "index": index,
+            "record": serde_json::to_string(record)?,
+        }))
     }
 
     /// The record stored in `hash` under `field`: the inverse of `cutoff_field` and of the
