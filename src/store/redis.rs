@@ -700,7 +700,7 @@ impl Keys {
                 (self.sids.as_str(), field, "expires_at", stored, index)
             }
         };
-        Ok(json!({
+        let mut effect = json!({
             "kind": "restore",
             "key": key,
             "field": field,
@@ -708,9 +708,13 @@ impl Keys {
             "value": value,
             "version": version,
             "stored": stored,
-            "index": index,
             "record": serde_json::to_string(record)?,
-        }))
+        });
+        // Absent rather than null: cjson decodes null as a value Lua finds true.
+        if let Some(index) = index {
+            effect["index"] = json!(index);
+        }
+        Ok(effect)
     }
 
     /// The record stored in `hash` under `field`: the inverse of `cutoff_field` and of the

@@ -796,7 +796,12 @@ pub struct RedisBuilder {
     password: Option<String>,
     tls: bool,
     persistent: bool,
+    /// `--replicaof 127.0.0.1 <port>`.
+    replica_of: Option<u16>,
 }
+
+/// Redis Sentinel and replicas (tests/failover.rs).
+pub mod ha;
 
 /// A `redis-server` on a free loopback port, SIGKILLed on drop.
 pub struct RedisServer {
@@ -841,6 +846,12 @@ impl RedisBuilder {
     /// TLS only (`--tls-port`, no plain port), with the development certificates.
     pub fn tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    /// A replica of the server on loopback `port`.
+    pub fn replica_of(mut self, port: u16) -> Self {
+        self.replica_of = Some(port);
         self
     }
 
@@ -990,6 +1001,9 @@ impl RedisServer {
         args.extend(durability.iter().map(|a| a.to_string()));
         if let Some(password) = &self.options.password {
             args.extend(["--requirepass".to_string(), password.clone()]);
+        }
+        if let Some(primary) = self.options.replica_of {
+            args.extend(["--replicaof", "127.0.0.1", &primary.to_string()].map(String::from));
         }
         args
     }
