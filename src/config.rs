@@ -574,7 +574,10 @@ mod tests {
                 "store.redis_master_name",
             ),
             ("redis_wait_timeout_ms = 0", "store.redis_wait_timeout_ms"),
-            ("redis_wait_timeout_ms = 60001", "store.redis_wait_timeout_ms"),
+            (
+                "redis_wait_timeout_ms = 60001",
+                "store.redis_wait_timeout_ms",
+            ),
         ];
         for (line, key) in bad {
             let text = format!("{MINIMAL}\n[store]\nbackend = \"redis\"\n{line}\n");
