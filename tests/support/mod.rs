@@ -620,6 +620,19 @@ where
     started.elapsed()
 }
 
+/// p50, p99 and max of `samples` (sorted in place), for benchmark output.
+pub fn summary(samples: &mut [Duration]) -> String {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "p50 {:.2?}  p99 {:.2?}  max {:.2?}  (n = {})",
+        at(0.5),
+        at(0.99),
+        at(1.0),
+        samples.len()
+    )
+}
+
 // ============================================================================
 // Tokens
 // ============================================================================
