@@ -123,7 +123,7 @@ async fn client(gws: Arc<[Gateway; 2]>, id: usize, until: Instant) -> Tally {
             0..3 => logout_all(home, &workspace, &root, &mut model, &mut tally).await,
             3..5 => backchannel(home, &user, &mut model, &mut tally).await,
             _ => {
-                let gw = model.settled_on((step >> 20) as usize % 2, id % 2);
+                let gw = model.settled_on((step >> 20) % 2, id % 2);
                 request(&gws[gw], &old, model.old_passes(), &mut tally).await;
                 let fresh_at = model.fresh_time();
                 let fresh = token()
