@@ -12,9 +12,11 @@ use serde_json::Value;
 use support::ha::{Ha, online_replicas, replication_info};
 use support::{Gateway, admin, gateway, now, redis_server, token, until, upstream};
 
-/// Ten seconds ago: earlier than any cutoff a logout in these tests sets.
+/// Ten seconds before the first call (the tests' start): earlier than any cutoff a
+/// logout in these tests sets, however long they take.
 fn earlier() -> f64 {
-    now().floor() - 10.0
+    static START: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *START.get_or_init(|| now().floor() - 10.0)
 }
 
 /// A logout-all of `workspace` on `gw`: status and answer.
@@ -115,8 +117,9 @@ async fn a_sentinel_failover_loses_no_acknowledged_logout_and_the_fleet_follows(
             || async { store_status(gw).await == "loaded" },
         )
         .await;
+        // At least one: a loaded machine can make the Sentinels fail over once more.
         let changes = gw.metric("sessiongate_store_primary_changes_total").await;
-        assert_eq!(changes, 1.0, "{}", gw.logs());
+        assert!(changes >= 1.0, "{}", gw.logs());
         for (workspace, _) in &acknowledged {
             assert!(refuses_old_sessions(gw, workspace).await, "{workspace}");
         }
@@ -154,6 +157,34 @@ async fn until_promoted(ha: &Ha, old: u16) -> u16 {
     })
     .await;
     ha.primary_port().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_primary_demoted_under_the_fleet_is_noticed_and_left() {
+    let Some(ha) = Ha::start(1, 3).await else {
+        return;
+    };
+    let upstream = upstream().await;
+    let gw = gateway(&upstream).sentinels(&ha).start().await;
+    assert_eq!(logout_all(&gw, "before").await.0, 200);
+    // A graceful switch: the old primary lives on as a replica and still answers.
+    let mut sentinel = ha.sentinels[0].connection().await.unwrap();
+    let _: () = redis::cmd("SENTINEL")
+        .arg("FAILOVER")
+        .arg(support::ha::MASTER_NAME)
+        .query_async(&mut sentinel)
+        .await
+        .unwrap();
+    let promoted = until_promoted(&ha, ha.primary.port).await;
+    // Sentinel demotes the old primary a moment after the promotion; `ROLE` tells.
+    until("the demotion noticed", Duration::from_secs(30), || async {
+        gw.metric("sessiongate_store_primary_changes_total").await >= 1.0
+    })
+    .await;
+    until_logout_succeeds(&gw, "after").await;
+    let stored = stored_workspaces(promoted).await.unwrap();
+    assert!(stored.iter().any(|(ws, _)| ws == "after"), "{stored:?}");
+    assert!(refuses_old_sessions(&gw, "before").await);
 }
 
 // ============================================================================

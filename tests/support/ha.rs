@@ -134,7 +134,8 @@ impl Sentinel {
         sentinel
     }
 
-    async fn connection(&self) -> Option<redis::aio::MultiplexedConnection> {
+    /// A connection to this Sentinel, if it answers.
+    pub async fn connection(&self) -> Option<redis::aio::MultiplexedConnection> {
         let client = redis::Client::open(format!("redis://127.0.0.1:{}", self.port)).ok()?;
         client.get_multiplexed_async_connection().await.ok()
     }
