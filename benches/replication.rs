@@ -69,10 +69,7 @@ async fn failovers() {
             return;
         };
         let upstream = upstream().await;
-        let gws = [
-            gateway(&upstream).sentinels(&ha).start().await,
-            gateway(&upstream).sentinels(&ha).start().await,
-        ];
+        let gws = ha.fleet(&upstream, 2).await;
         assert_eq!(logout(&gws[0], "before").await, 200);
         let old = ha.primary.port;
         let killed = Instant::now();

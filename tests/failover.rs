@@ -93,10 +93,7 @@ async fn a_sentinel_failover_loses_no_acknowledged_logout_and_the_fleet_follows(
         return;
     };
     let upstream = upstream().await;
-    let gws = [
-        gateway(&upstream).sentinels(&ha).start().await,
-        gateway(&upstream).sentinels(&ha).start().await,
-    ];
+    let gws = ha.fleet(&upstream, 2).await;
     let workspaces: Vec<String> = (0..12).map(|i| format!("ws-{i}")).collect();
     let acknowledged = logouts(&gws, &workspaces).await;
     // The primary dies right after the last 200: replication may not have carried it.

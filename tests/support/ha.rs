@@ -5,7 +5,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{GatewayBuilder, RedisServer, free_port, redis_server, until};
+use super::{
+    Gateway, GatewayBuilder, RedisServer, Upstream, free_port, gateway, redis_server, until,
+};
 
 /// The name the Sentinels monitor the primary under.
 pub const MASTER_NAME: &str = "mymaster";
@@ -64,6 +66,15 @@ impl Ha {
                 .is_some_and(|info| online_replicas(&info) == count)
         })
         .await;
+    }
+
+    /// `n` gateways in front of `upstream`, finding the primary through the Sentinels.
+    pub async fn fleet(&self, upstream: &Upstream, n: usize) -> Vec<Gateway> {
+        let mut gateways = Vec::new();
+        for _ in 0..n {
+            gateways.push(gateway(upstream).sentinels(self).start().await);
+        }
+        gateways
     }
 
     /// `store.redis_sentinels` for a gateway: every Sentinel.
