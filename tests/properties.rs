@@ -2,6 +2,9 @@
 //! refusal one of the documented answers. A fixed case budget keeps them fast; library
 //! functions are tested directly, the rest through the real binary.
 
+#[allow(dead_code)]
+#[path = "signals/idp.rs"]
+mod idp;
 mod support;
 
 use std::time::Duration;
@@ -12,9 +15,10 @@ use http::{HeaderMap, HeaderValue};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::Value;
+use serde_json::json;
 use sessiongate::auth::{Jws, TokenError, TokenSource, extract, find_cookie};
 use sessiongate::config::{BadPath, check_path};
-use support::{Gateway, admin, gateway, upstream};
+use support::{Gateway, GatewayBuilder, Upstream, admin, gateway, upstream};
 
 const CASES: u32 = 256;
 
@@ -152,8 +156,10 @@ proptest! {
 // Through the binary
 // ============================================================================
 
-/// Runs `cases` of `strategy` against one gateway, each answer checked by `check`.
+/// Runs `cases` of `strategy` against one gateway (as `configure` sets it up), each
+/// answer checked by `check`.
 fn against_gateway<S: Strategy>(
+    configure: impl FnOnce(&Upstream) -> GatewayBuilder,
     strategy: S,
     check: impl Fn(&Gateway, S::Value) -> futures_util::future::BoxFuture<'_, Result<(), String>>,
 ) where
@@ -162,7 +168,7 @@ fn against_gateway<S: Strategy>(
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (gw, _upstream) = runtime.block_on(async {
         let upstream = upstream().await;
-        (gateway(&upstream).start().await, upstream)
+        (configure(&upstream).start().await, upstream)
     });
     let mut runner = TestRunner::new(config());
     runner
@@ -205,7 +211,7 @@ fn logout_body() -> impl Strategy<Value = Vec<u8>> {
 #[test]
 fn any_logout_body_is_committed_or_refused_as_a_bad_request() {
     let root = admin("root", "acme").sign();
-    against_gateway(logout_body(), |gw, body| {
+    against_gateway(gateway, logout_body(), |gw, body| {
         let root = root.clone();
         Box::pin(async move {
             let rsp = gw
@@ -231,7 +237,7 @@ fn any_request_path_is_proxied_refused_or_not_found_never_an_error() {
         path_like(),
         path_like().prop_map(|p| format!("/_sessiongate{p}"))
     ];
-    against_gateway(path, |gw, path| {
+    against_gateway(gateway, path, |gw, path| {
         let alice = alice.clone();
         Box::pin(async move {
             let Ok(uri) = http::Uri::try_from(gw.url(&path)) else {
@@ -258,6 +264,113 @@ fn any_request_path_is_proxied_refused_or_not_found_never_an_error() {
                     (405, "method_not_allowed"),
                 ],
             )
+        })
+    });
+}
+
+/// Signals signed with the trusted key, each claim right, wrong or missing; or anything.
+fn signal_like() -> impl Strategy<Value = String> {
+    let now = support::now().floor();
+    let pick = |values: Vec<Value>| prop::option::of(prop::sample::select(values));
+    let claims = (
+        pick(vec![json!(idp::ISSUER), json!(idp::OTHER_ISSUER), json!(7)]),
+        pick(vec![
+            json!(idp::AUDIENCE),
+            json!(["x", idp::AUDIENCE]),
+            json!("x"),
+        ]),
+        pick(vec![
+            json!({ idp::BACKCHANNEL_EVENT: {} }),
+            json!({ format!("{}session-revoked", idp::CAEP): {"subject": {"format": "opaque", "id": "u"}} }),
+            json!({ idp::VERIFICATION: {} }),
+            json!({}),
+            json!("events"),
+        ]),
+        pick(vec![json!("alice"), json!(""), json!(1)]),
+        pick(vec![json!("s-1"), json!(null)]),
+        pick(vec![
+            json!(now),
+            json!(now + 3600.0),
+            json!(now - 1e6),
+            json!("x"),
+        ]),
+        pick(vec![json!(now + 60.0), json!(now - 60.0)]),
+        pick(vec![
+            json!("logout+jwt"),
+            json!("secevent+jwt"),
+            json!("JWT"),
+            json!(1),
+        ]),
+        prop::bool::ANY,
+    );
+    let signed = claims.prop_map(|(iss, aud, events, sub, sid, iat, exp, typ, nonce)| {
+        let mut token = support::token()
+            .without("workspace_id")
+            .without("sub")
+            .without("exp")
+            .without("iat")
+            .claim("jti", json!(idp::jti()))
+            .signed_with(support::Signer::Rs256);
+        let claims = [
+            ("iss", iss),
+            ("aud", aud),
+            ("events", events),
+            ("sub", sub),
+            ("sid", sid),
+            ("iat", iat),
+            ("exp", exp),
+        ];
+        for (name, value) in claims {
+            if let Some(value) = value {
+                token = token.claim(name, value);
+            }
+        }
+        if let Some(typ) = typ {
+            token = token.header("typ", typ);
+        }
+        if nonce {
+            token = token.claim("nonce", json!("n"));
+        }
+        token.sign()
+    });
+    prop_oneof![3 => signed, 1 => token_like(), 1 => ".{0,80}"]
+}
+
+fn trusting_the_issuer(upstream: &Upstream) -> GatewayBuilder {
+    idp::trusting(gateway(upstream), &[idp::issuer("")])
+}
+
+#[test]
+fn any_logout_token_is_taken_or_refused_as_invalid_request() {
+    against_gateway(trusting_the_issuer, signal_like(), |gw, token| {
+        Box::pin(async move {
+            let answer = idp::backchannel(gw, &token).await;
+            documented(
+                answer.status,
+                &answer.body,
+                &[(200, ""), (400, "invalid_request")],
+            )
+        })
+    });
+}
+
+#[test]
+fn any_security_event_token_is_taken_or_refused_with_a_documented_err() {
+    against_gateway(trusting_the_issuer, signal_like(), |gw, set| {
+        Box::pin(async move {
+            let answer = idp::push(gw, &set, None).await;
+            let err = answer.body["err"].as_str().unwrap_or("");
+            let documented_err = [
+                "invalid_request",
+                "invalid_key",
+                "invalid_issuer",
+                "invalid_audience",
+                "access_denied",
+            ];
+            match (answer.status, documented_err.contains(&err)) {
+                (202, _) | (400, true) => Ok(()),
+                _ => Err(format!("undocumented answer {answer:?}")),
+            }
         })
     });
 }
