@@ -422,12 +422,22 @@ impl RedisStore {
         let config = connection_config(COMMAND_TIMEOUT + wait_timeout);
         let mut lease = self.primary.lease(&config).await?;
         let written = write(&mut lease.conn).await?;
-        let acknowledged: u64 = redis::cmd("WAIT")
+        let acknowledged = redis::cmd("WAIT")
             .arg(min_replicas)
             .arg(u64::try_from(wait_timeout.as_millis()).unwrap_or(u64::MAX))
-            .query_async(&mut lease.conn)
-            .await?;
-        self.primary.give_back(lease);
+            .query_async::<u64>(&mut lease.conn)
+            .await;
+        // The write is in: a `WAIT` that fails counts as no replica, not as no commit.
+        let acknowledged = match acknowledged {
+            Ok(acknowledged) => {
+                self.primary.give_back(lease);
+                acknowledged
+            }
+            Err(error) => {
+                tracing::warn!(%error, "WAIT failed after a commit");
+                0
+            }
+        };
         Ok((written, Some(acknowledged)))
     }
 
