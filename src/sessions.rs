@@ -154,6 +154,17 @@ impl Sessions {
         }
     }
 
+    /// The rank of the record memory holds for the key of `record` (no copy of it).
+    pub fn held_rank(&self, record: &Record) -> Option<(i64, u64)> {
+        match record {
+            Record::Cutoff { scope, .. } => self.cutoffs.rank(scope),
+            Record::RevokedSid { workspace, sid, .. } => self
+                .revoked
+                .get(workspace.as_deref(), sid)
+                .map(|revoked| revoked.rank()),
+        }
+    }
+
     /// Hands every record memory holds to `visit` (which must not call back into `self`).
     pub fn for_each_record(&self, mut visit: impl FnMut(Record)) {
         self.cutoffs.for_each(&mut visit);

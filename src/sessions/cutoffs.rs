@@ -134,6 +134,21 @@ impl Cutoffs {
         }
     }
 
+    /// The rank of the cutoff enforced for `scope` (no copy of it).
+    pub fn rank(&self, scope: &Scope) -> Option<(i64, u64)> {
+        match scope {
+            Scope::Workspace(ws) => Some(self.workspaces.get(ws.as_str())?.cutoff.as_ref()?.rank()),
+            Scope::User { workspace, subject } => Some(
+                self.workspaces
+                    .get(workspace.as_str())?
+                    .users
+                    .get(subject.as_str())?
+                    .rank(),
+            ),
+            Scope::Subject(subject) => Some(self.subjects.get(subject.as_str())?.rank()),
+        }
+    }
+
     /// The cutoff currently enforced for `scope`.
     pub fn get(&self, scope: &Scope) -> Option<Cutoff> {
         match scope {
@@ -317,6 +332,32 @@ mod tests {
         assert!(sessions.apply(&everywhere, cutoff(3000, None, 7)));
         assert!(!sessions.apply(&everywhere, cutoff(3000, None, 6)));
         assert_eq!(sessions.get(&everywhere).map(|c| c.version), Some(7));
+    }
+
+    #[test]
+    fn every_cutoff_held_is_visited_with_its_rank() {
+        let sessions = Cutoffs::default();
+        let scopes = [
+            Scope::Workspace("acme".into()),
+            Scope::User {
+                workspace: "acme".into(),
+                subject: "bob".into(),
+            },
+            Scope::Subject("carol".into()),
+        ];
+        for (i, scope) in scopes.iter().enumerate() {
+            sessions.apply(scope, cutoff(1000 + i as i64, None, 3));
+        }
+        let mut visited = Vec::new();
+        sessions.for_each(|record| visited.push(record));
+        assert_eq!(visited.len(), 3);
+        for record in visited {
+            let Record::Cutoff { scope, cutoff } = record else {
+                panic!("a cutoff: {record:?}");
+            };
+            assert_eq!(sessions.rank(&scope), Some(cutoff.rank()));
+        }
+        assert_eq!(sessions.rank(&Scope::Workspace("other".into())), None);
     }
 
     #[test]

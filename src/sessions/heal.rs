@@ -4,24 +4,21 @@
 //! commit script's compare, so the rest of the fleet and later instances get them too.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 
 use super::Sessions;
-use crate::store::{Record, RedisStore, Scope, StoreError};
+use crate::store::{Record, RedisStore, StoreError};
 
 /// What one resync saw of the store, against what memory holds.
 #[derive(Debug, Default)]
 pub(super) struct Heal {
-    /// Every key the store holds. Transient: as large as the store's key set.
-    seen: HashSet<Key>,
+    /// A hash of every key the store holds: ~16 bytes a key rather than the key itself
+    /// (a resync of millions must not double the memory). A collision hides a missing
+    /// record for one resync only: each resync hashes with new random keys.
+    seen: HashSet<u64>,
+    keys: RandomState,
     /// Records memory holds higher than the store's copy.
     higher: Vec<Record>,
-}
-
-/// A record's key: the same in the store and in memory.
-#[derive(Debug, PartialEq, Eq, Hash)]
-enum Key {
-    Cutoff(Scope),
-    Sid(Option<String>, String),
 }
 
 // === impl Heal ===
@@ -29,10 +26,22 @@ enum Key {
 impl Heal {
     /// One record read from the store: applied, unless memory holds it higher.
     pub(super) fn load(&mut self, sessions: &Sessions, record: Record) {
-        self.seen.insert(Key::of(&record));
-        match sessions.held(&record) {
-            Some(held) if held.rank() > record.rank() => self.higher.push(held),
+        self.seen.insert(self.key(&record));
+        match sessions.held_rank(&record) {
+            Some(rank) if rank > record.rank() => self.higher.extend(sessions.held(&record)),
             _ => sessions.apply(record),
+        }
+    }
+
+    /// The hash of `record`'s key (its scope, or workspace and sid): the same in the
+    /// store and in memory.
+    fn key(&self, record: &Record) -> u64 {
+        match record {
+            Record::Cutoff { scope, .. } => self.keys.hash_one((0u8, scope)),
+            Record::RevokedSid { workspace, sid, .. } => {
+                self.keys
+                    .hash_one((1u8, workspace.as_deref(), sid.as_str()))
+            }
         }
     }
 
@@ -45,7 +54,7 @@ impl Heal {
     ) -> Result<usize, StoreError> {
         let now = crate::clock::now();
         sessions.for_each_record(|record| {
-            if record.in_force(now) && !self.seen.contains(&Key::of(&record)) {
+            if record.in_force(now) && !self.seen.contains(&self.key(&record)) {
                 self.higher.push(record);
             }
         });
@@ -67,16 +76,5 @@ impl Heal {
             );
         }
         Ok(count)
-    }
-}
-
-// === impl Key ===
-
-impl Key {
-    fn of(record: &Record) -> Self {
-        match record {
-            Record::Cutoff { scope, .. } => Self::Cutoff(scope.clone()),
-            Record::RevokedSid { workspace, sid, .. } => Self::Sid(workspace.clone(), sid.clone()),
-        }
     }
 }
