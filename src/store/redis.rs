@@ -42,13 +42,12 @@ use crate::config::{RedisConfig, Replication};
 
 mod link;
 mod outbox;
+mod restore;
 
 /// Connecting (TCP, TLS, AUTH) may take this long before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A command (commit, one scan page, a ping) may take this long.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
-/// Records written back per restore script: small enough not to hold Redis up.
-const RESTORE_BATCH: usize = 500;
 /// Cutoffs read per `HSCAN` round trip during a resync.
 const SCAN_PAGE: usize = 5000;
 /// The error the commit script answers for a signal it has accepted before.
@@ -386,63 +385,8 @@ impl RedisStore {
         }
     }
 
-    /// Writes back `records` where they outrank what Redis holds, `RESTORE_BATCH` per
-    /// script, without audit records; returns those written (and published). Waits for
-    /// replicas like a commit, but a restore fewer acknowledged still counts: the next
-    /// resync restores again whatever a failover loses.
-    pub async fn restore(&self, records: Vec<Record>) -> Result<Vec<Record>, StoreError> {
-        let mut written = Vec::new();
-        for batch in records.chunks(RESTORE_BATCH) {
-            let effects = batch
-                .iter()
-                .map(|record| self.keys.restore(record))
-                .collect::<Result<Vec<_>, _>>()?;
-            let run = async |conn: &mut MultiplexedConnection| {
-                self.run_script(conn, &effects, ["", "", ""]).await
-            };
-            let ((message, _, _), _) = self.replicated(run).await?;
-            written.extend(Published::decode(message.as_bytes())?.0);
-        }
-        Ok(written)
-    }
-
-    /// `write` on the command connection; or, with `store.redis_min_replicas`, on a
-    /// connection of its own followed by `WAIT`, with how many replicas acknowledged.
-    async fn replicated<T>(
-        &self,
-        write: impl AsyncFnOnce(&mut MultiplexedConnection) -> Result<T, StoreError>,
-    ) -> Result<(T, Option<u64>), StoreError> {
-        let Replication {
-            min_replicas,
-            wait_timeout,
-        } = self.replication;
-        if min_replicas == 0 {
-            return Ok((write(&mut self.command_connection()?).await?, None));
-        }
-        let config = connection_config(COMMAND_TIMEOUT + wait_timeout);
-        let mut lease = self.primary.lease(&config).await?;
-        let written = write(&mut lease.conn).await?;
-        let acknowledged = redis::cmd("WAIT")
-            .arg(min_replicas)
-            .arg(u64::try_from(wait_timeout.as_millis()).unwrap_or(u64::MAX))
-            .query_async::<u64>(&mut lease.conn)
-            .await;
-        // The write is in: a `WAIT` that fails counts as no replica, not as no commit.
-        let acknowledged = match acknowledged {
-            Ok(acknowledged) => {
-                self.primary.give_back(lease);
-                acknowledged
-            }
-            Err(error) => {
-                tracing::warn!(%error, "WAIT failed after a commit");
-                0
-            }
-        };
-        Ok((written, Some(acknowledged)))
-    }
-
     /// One run of the commit script; `[audit, audit_key, outbox]` empty for a restore.
-    async fn run_script(
+    pub(super) async fn run_script(
         &self,
         conn: &mut MultiplexedConnection,
         effects: &[serde_json::Value],
@@ -687,44 +631,6 @@ impl Keys {
             })),
             Effect::Restore { record } => self.restore(record),
         }
-    }
-
-    /// `Effect::Restore` of `record` for the script: where it goes, its rank, the value
-    /// stored and the record published, both as text.
-    fn restore(&self, record: &Record) -> Result<serde_json::Value, StoreError> {
-        let (value, version) = record.rank();
-        let (key, field, rank, stored, index) = match record {
-            Record::Cutoff { scope, cutoff } => {
-                let (key, field) = self.cutoff_field(scope)?;
-                let stored = serde_json::to_string(cutoff)?;
-                (key, field, "valid_after", stored, None)
-            }
-            Record::RevokedSid {
-                workspace,
-                sid,
-                revoked,
-            } => {
-                let field = pair_field(workspace, sid)?;
-                let stored = serde_json::to_string(revoked)?;
-                let index = Some(&self.sids_expiry);
-                (self.sids.as_str(), field, "expires_at", stored, index)
-            }
-        };
-        let mut effect = json!({
-            "kind": "restore",
-            "key": key,
-            "field": field,
-            "rank": rank,
-            "value": value,
-            "version": version,
-            "stored": stored,
-            "record": serde_json::to_string(record)?,
-        });
-        // Absent rather than null: cjson decodes null as a value Lua finds true.
-        if let Some(index) = index {
-            effect["index"] = json!(index);
-        }
-        Ok(effect)
     }
 
     /// The record stored in `hash` under `field`: the inverse of `cutoff_field` and of the

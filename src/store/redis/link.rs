@@ -3,7 +3,7 @@
 //! The primary is the server `store.redis_url` names, or the one Redis Sentinel names
 //! (`store.redis_sentinels`), looked up again on every connect so a failover is followed.
 //! Commits that `WAIT` for replicas each run on a connection of their own: `WAIT` blocks
-//! the connection it is sent on, and counts the writes made on it.
+//! the connection it is sent on, and counts the writes made on it (`replicated`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +14,8 @@ use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType}
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, TlsMode};
 
 use super::super::StoreError;
-use crate::config::{RedisConfig, SentinelConfig};
+use super::{COMMAND_TIMEOUT, RedisStore, connection_config};
+use crate::config::{RedisConfig, Replication, SentinelConfig};
 
 /// Idle commit connections kept for the next commits; more are opened when needed.
 const IDLE_COMMIT_CONNECTIONS: usize = 16;
@@ -206,5 +207,44 @@ impl Primary {
 
     fn idle_connections(&self) -> std::sync::MutexGuard<'_, Vec<(u64, MultiplexedConnection)>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+// === impl RedisStore ===
+
+impl RedisStore {
+    /// `write` on the command connection; or, with `store.redis_min_replicas`, on a
+    /// connection of its own followed by `WAIT`, with how many replicas acknowledged.
+    pub(super) async fn replicated<T>(
+        &self,
+        write: impl AsyncFnOnce(&mut MultiplexedConnection) -> Result<T, StoreError>,
+    ) -> Result<(T, Option<u64>), StoreError> {
+        let Replication {
+            min_replicas,
+            wait_timeout,
+        } = self.replication;
+        if min_replicas == 0 {
+            return Ok((write(&mut self.command_connection()?).await?, None));
+        }
+        let config = connection_config(COMMAND_TIMEOUT + wait_timeout);
+        let mut lease = self.primary.lease(&config).await?;
+        let written = write(&mut lease.conn).await?;
+        let acknowledged = redis::cmd("WAIT")
+            .arg(min_replicas)
+            .arg(u64::try_from(wait_timeout.as_millis()).unwrap_or(u64::MAX))
+            .query_async::<u64>(&mut lease.conn)
+            .await;
+        // The write is in: a `WAIT` that fails counts as no replica, not as no commit.
+        let acknowledged = match acknowledged {
+            Ok(acknowledged) => {
+                self.primary.give_back(lease);
+                acknowledged
+            }
+            Err(error) => {
+                tracing::warn!(%error, "WAIT failed after a commit");
+                0
+            }
+        };
+        Ok((written, Some(acknowledged)))
     }
 }
