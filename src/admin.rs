@@ -1,5 +1,5 @@
-//! The admin API under `admin.path_prefix`: log users out, read sessions, activity and
-//! audit, tell a caller who it is; and the Security settings page built on that API.
+//! The admin API under `admin.path_prefix`: log users out, read and replace the workspace
+//! policy, read sessions, activity and audit, tell a caller who it is; and the Security settings page built on that API.
 //!
 //! Served on the main listener, never forwarded upstream. Every call is authenticated
 //! like a proxied request; a change answers only after the store has committed it. The
@@ -10,12 +10,13 @@ use hyper::body::Incoming;
 
 use crate::auth;
 use crate::state::AppState;
-use crate::web::{Body, ConnInfo, GatewayError};
+use crate::web::{self, Body, ConnInfo, GatewayError};
 
 mod access;
 mod body;
 mod console;
 mod logout;
+mod policy;
 mod reads;
 mod route;
 
@@ -33,9 +34,11 @@ pub async fn handle(
     }
     let route = Route::parse(rest, req.method())?;
     state.open_gate()?;
-    let caller = auth::authenticate(&state.verifier, &state.sessions, req.headers())
-        .await
-        .map_err(GatewayError::unauthorized)?;
+    let trusted = &state.config.server.trusted_proxies;
+    let client_ip = web::client_ip(conn.peer, req.headers(), trusted);
+    // The admin API is itself subject to the workspace policy (SPEC section 9).
+    let caller =
+        auth::authenticate(&state.verifier, &state.sessions, req.headers(), client_ip).await?;
     match route {
         Route::Sessions { workspace } => {
             access::require_admin(state, &caller, &workspace)?;
@@ -49,6 +52,14 @@ pub async fn handle(
         Route::Audit { workspace } => {
             access::require_admin(state, &caller, &workspace)?;
             reads::audit(state, &workspace, req.uri().query()).await
+        }
+        Route::Policy { workspace } => {
+            access::require_admin(state, &caller, &workspace)?;
+            if req.method() == http::Method::GET {
+                return Ok(policy::read(state, &workspace));
+            }
+            access::check_origin(state, &req, conn, &caller)?;
+            policy::replace(state, workspace, &caller, req, conn).await
         }
         Route::Logout(target) => {
             access::check_origin(state, &req, conn, &caller)?;

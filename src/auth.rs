@@ -1,14 +1,16 @@
 //! Who is calling: the token found in a request (SPEC section 1, step 1), verified against
-//! the keys and claim rules (steps 2-4), then held against the session rule (step 5).
+//! the keys and claim rules (steps 2-4), then held against the session rule (step 5) and
+//! the workspace policy (step 6).
 //!
 //! Shared by everything that answers a token: the proxy path and the admin API.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::HeaderMap;
 
 use crate::clock;
-use crate::sessions::Sessions;
+use crate::sessions::{PolicyRefusal, Sessions};
 
 mod cache;
 mod jws;
@@ -33,7 +35,33 @@ pub struct Caller {
     pub source: TokenSource,
 }
 
-/// SPEC section 1 in full: find the token, verify it, then check the session cutoffs.
+/// Steps 5 and 6 again for a token already verified (a long-lived exchange, a response
+/// that took a while): a change may have landed since.
+pub fn recheck(
+    sessions: &Sessions,
+    claims: &Claims,
+    client_ip: IpAddr,
+    now: f64,
+) -> Result<(), Refused> {
+    sessions
+        .check(&claims.session(), now)
+        .map_err(TokenError::from)?;
+    sessions.check_policy(&claims.policy_request(client_ip), now)?;
+    Ok(())
+}
+
+/// Why a request's token does not pass: a token reason, or its workspace's policy (which
+/// carries what the challenge names: `max_age`, `acr_values`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Policy(#[from] PolicyRefusal),
+}
+
+/// SPEC section 1 in full: find the token, verify it, then check the session cutoffs and
+/// the workspace policy for a request from `client_ip`.
 ///
 /// A token whose key is unknown may wait for one (shared, rate-limited) refetch of the
 /// remote JWKS: an identity provider that just rotated its keys is believed at once.
@@ -41,7 +69,8 @@ pub async fn authenticate(
     verifier: &Verifier,
     sessions: &Sessions,
     headers: &HeaderMap,
-) -> Result<Caller, TokenError> {
+    client_ip: IpAddr,
+) -> Result<Caller, Refused> {
     let presented = extract(headers, verifier.cookie()).ok_or(TokenError::Missing)?;
     let generation = verifier.keys().current().generation();
     let mut now = clock::now();
@@ -55,7 +84,7 @@ pub async fn authenticate(
         }
         verified => verified,
     }?;
-    sessions.check(&claims.session(), now)?;
+    recheck(sessions, &claims, client_ip, now)?;
     Ok(Caller {
         claims,
         source: presented.source,

@@ -312,14 +312,14 @@ impl Config {
 
 impl ClaimPath {
     fn parse(key: &str, text: &str) -> Result<Self, ConfigError> {
+        Self::dotted(text)
+            .ok_or_else(|| invalid(key, "must be a claim name, dots separating nested objects"))
+    }
+
+    /// `a.b.c`: a claim name, dots separating nested objects; `None` with an empty step.
+    pub fn dotted(text: &str) -> Option<Self> {
         let segments: Vec<String> = text.split('.').map(str::to_string).collect();
-        if segments.iter().any(String::is_empty) {
-            return Err(invalid(
-                key,
-                "must be a claim name, dots separating nested objects",
-            ));
-        }
-        Ok(Self(segments))
+        (!segments.iter().any(String::is_empty)).then_some(Self(segments))
     }
 
     /// The path's segments, outermost first.

@@ -14,6 +14,8 @@
 //!                                (verify cache; unknown key -> one shared JWKS refetch)
 //!                   3 session    Sessions::check (memory only)         401 session_invalidated | revoked
 //!                                (cutoffs C, U, U*; revoked identity-provider sids)
+//!                                then the workspace policy (acceptance step 6)  403 ip_not_allowed |
+//!                                401 insufficient_user_authentication (one map lookup without one)
 //!                   4 rewrite    Upstream::prepare (sync, infallible)
 //!                   5 forward    Upstream::send                        502 | 504
 //!                   6 respond    body guarded by the session (guard), or a WebSocket
@@ -21,7 +23,7 @@
 //!                 Err(e) -> e.into_response()   (web/error: the only place an error becomes a response)
 //!                 one access-log event + metrics per request (proxy/access)
 //!                 (after step 3: Sessions::seen counts the session for activity)
-//! admin           route -> authenticate -> authorize -> Sessions::commit -> 200
+//! admin           route -> authenticate (policy included) -> authorize -> Sessions::commit -> 200
 //!                 console/: the Security settings page (static files, the API via fetch)
 //! signals         {prefix}/v1/signals/*: logout token | SET -> issuer keys -> checks
 //!                 -> Sessions::commit -> 200 | 202; SCIM paths: product 2xx deactivation

@@ -1,4 +1,5 @@
-//! The `sessiongate` command: serve | check | token | demo (SPEC section 7).
+//! The `sessiongate` command: serve | check | token | demo | logout-all | policy clear
+//! (SPEC section 7).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use sessiongate::Listeners;
 use sessiongate::auth::{AuthMetrics, KeySet};
-use sessiongate::cli::{TokenRequest, mint};
+use sessiongate::cli::{BreakGlass, Operation, TokenRequest, mint};
 use sessiongate::config::Config;
 use sessiongate::signals::Signals;
 use tokio::net::TcpListener;
@@ -64,6 +65,37 @@ enum Command {
     },
     /// Run a self-contained demo and print curl commands to try it.
     Demo,
+    /// Break glass: log every user of a workspace out, straight in the store.
+    LogoutAll {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Break glass on workspace policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Remove a workspace's policy, straight in the store.
+    Clear {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// The workspace a break-glass command changes, and why.
+#[derive(clap::Args)]
+struct Target {
+    #[arg(long, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    #[arg(long)]
+    workspace: String,
+    /// Goes into the audit record.
+    #[arg(long)]
+    reason: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -88,6 +120,10 @@ fn main() -> ExitCode {
             };
             token(&config, &request)
         }
+        Command::LogoutAll { target } => break_glass(Operation::LogoutAll, target),
+        Command::Policy {
+            command: PolicyCommand::Clear { target },
+        } => break_glass(Operation::ClearPolicy, target),
         Command::Demo => runtime().block_on(async {
             match sessiongate::cli::demo(shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -168,6 +204,26 @@ fn token(path: &std::path::Path, request: &TokenRequest) -> ExitCode {
     match mint(&config, request) {
         Ok(token) => {
             println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(1, &error),
+    }
+}
+
+/// Commits an operator's change and prints what was committed, as one JSON line.
+fn break_glass(operation: Operation, target: Target) -> ExitCode {
+    let config = match Config::load(&target.config) {
+        Ok(config) => config,
+        Err(error) => return fail(EXIT_CONFIG, &error),
+    };
+    let request = BreakGlass {
+        operation,
+        workspace: target.workspace,
+        reason: target.reason,
+    };
+    match runtime().block_on(sessiongate::cli::break_glass(&config, request)) {
+        Ok(report) => {
+            println!("{report}");
             ExitCode::SUCCESS
         }
         Err(error) => fail(1, &error),

@@ -14,13 +14,14 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::clock;
-use crate::store::{Cutoff, Record, Scope, Store, StoreError};
+use crate::store::{Cutoff, Record, Scope, Store, StoreError, StoredPolicy};
 
 mod activity;
 mod commit;
 mod cutoffs;
 mod heal;
 mod metrics;
+pub mod policy;
 mod revoked;
 mod share;
 mod sync;
@@ -28,10 +29,12 @@ mod sync;
 use activity::Activity;
 use cutoffs::Cutoffs;
 use metrics::SessionMetrics;
+use policy::Policies;
 use revoked::RevokedSids;
 
 pub use activity::{ActivityCount, WINDOW_SECS};
 pub use cutoffs::{Refusal, Session};
+pub use policy::{Policy, PolicyError, PolicyRefusal};
 pub use share::share_activity;
 pub use sync::keep_in_sync;
 
@@ -43,6 +46,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 pub struct Sessions {
     cutoffs: Cutoffs,
     revoked: RevokedSids,
+    policies: Policies,
     activity: Activity,
     /// Names this instance's activity shares in a shared store.
     instance: String,
@@ -69,6 +73,7 @@ impl Sessions {
         Self {
             cutoffs: Cutoffs::default(),
             revoked: RevokedSids::default(),
+            policies: Policies::default(),
             activity: Activity::default(),
             instance: uuid::Uuid::now_v7().to_string(),
             changes: watch::Sender::new(0),
@@ -89,6 +94,21 @@ impl Sessions {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Step 6 at time `now`: the policy of the request's workspace, when it has one (one
+    /// map lookup when it has none).
+    pub fn check_policy(
+        &self,
+        request: &policy::Request<'_>,
+        now: f64,
+    ) -> Result<(), PolicyRefusal> {
+        self.policies.check(request, now)
+    }
+
+    /// The policy of `workspace` in force (empty, version 0: none).
+    pub fn policy(&self, workspace: &str) -> StoredPolicy {
+        self.policies.get(workspace)
     }
 
     /// Counts a session whose request passed at `now`, for `GET .../activity`.
@@ -130,6 +150,7 @@ impl Sessions {
                 sid,
                 revoked,
             } => self.revoked.apply(workspace.as_deref(), &sid, revoked),
+            Record::Policy { workspace, policy } => self.policies.apply(&workspace, policy),
         };
         if changed {
             self.changes.send_modify(|generation| *generation += 1);
@@ -151,6 +172,13 @@ impl Sessions {
                     sid: sid.clone(),
                     revoked,
                 }),
+            Record::Policy { workspace, .. } => {
+                self.policies.version(workspace)?;
+                Some(Record::Policy {
+                    workspace: workspace.clone(),
+                    policy: self.policies.get(workspace),
+                })
+            }
         }
     }
 
@@ -162,13 +190,15 @@ impl Sessions {
                 .revoked
                 .get(workspace.as_deref(), sid)
                 .map(|revoked| revoked.rank()),
+            Record::Policy { workspace, .. } => self.policies.version(workspace).map(|v| (0, v)),
         }
     }
 
     /// Hands every record memory holds to `visit` (which must not call back into `self`).
     pub fn for_each_record(&self, mut visit: impl FnMut(Record)) {
         self.cutoffs.for_each(&mut visit);
-        self.revoked.for_each(visit);
+        self.revoked.for_each(&mut visit);
+        self.policies.for_each(visit);
     }
 
     /// Forgets expired revocations every minute, for as long as it is polled. Nothing to

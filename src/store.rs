@@ -23,7 +23,8 @@ mod redis;
 pub use embedded::EmbeddedStore;
 pub use outbox::{Claimed, Delivery, Outbox};
 pub use record::{
-    Action, AuditRecord, Category, Change, Cutoff, Effect, Preserved, Record, Revoked, Scope,
+    Action, AuditRecord, Category, Change, ClaimRule, Cutoff, Effect, PolicyDocument, Preserved,
+    Record, Revoked, Scope, StoredPolicy,
 };
 pub use redis::{Published, RedisStore, Subscription};
 
@@ -115,6 +116,10 @@ pub enum StoreError {
     /// not written again.
     #[error("the signal was accepted before; nothing changed")]
     Replayed,
+    /// Not a failure of the store: the policy changed since the version the caller read
+    /// (`If-Match`), so nothing was written.
+    #[error("the policy changed since it was read; nothing changed")]
+    PolicyChanged,
 }
 
 /// redb reports each kind of failure with its own type; all of them mean "not committed".

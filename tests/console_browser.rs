@@ -217,6 +217,7 @@ async fn an_admin_logs_everyone_out_from_the_page() {
     the_dialog_takes_focus_and_gives_it_back(&client).await;
     confirm_logout_all(&client, &gw, &alice, &ada).await;
     after_a_reload_the_page_still_works(&client).await;
+    edit_the_policy(&client, &gw, &ada).await;
     narrow_screens_do_not_scroll_sideways(&client).await;
     client.close().await.unwrap();
 }
@@ -450,6 +451,94 @@ async fn after_a_reload_the_page_still_works(client: &Client) {
         2,
         "the logout-all and bob's sign-out, newest first"
     );
+}
+
+async fn value_of(client: &Client, id: &str) -> Value {
+    script(
+        client,
+        &format!("return document.getElementById('{id}').value"),
+    )
+    .await
+}
+
+async fn set_value(client: &Client, id: &str, value: &str) {
+    let code = format!("document.getElementById('{id}').value = {}", json!(value));
+    script(client, &code).await;
+}
+
+/// SPEC section 12's policy editor: "add my IP", save, see it, and refusals in words.
+async fn edit_the_policy(client: &Client, gw: &Gateway, ada: &str) {
+    let ip = text_when(client, "my-ip", |t| !t.is_empty()).await;
+    assert_eq!(ip, "127.0.0.1");
+    let updated = text_when(client, "policy-updated", |t| t.contains("no policy")).await;
+    assert!(
+        updated.starts_with("This workspace has no policy yet"),
+        "{updated}"
+    );
+    click(client, "add-my-ip").await;
+    assert_eq!(value_of(client, "policy-ips").await, "127.0.0.1");
+    click(client, "add-my-ip").await;
+    assert_eq!(
+        value_of(client, "policy-ips").await,
+        "127.0.0.1",
+        "added once"
+    );
+    type_into(client, "policy-claims", "roles: admin, owner").await;
+    type_into(client, "policy-age", "3600").await;
+    click(client, "policy-submit").await;
+    text_when(client, "page-status", |t| {
+        t == "The workspace policy was saved."
+    })
+    .await;
+    text_when(client, "policy-updated", |t| t.contains("by ada")).await;
+    assert_eq!(
+        value_of(client, "policy-ips").await,
+        "127.0.0.1/32",
+        "shown as saved"
+    );
+    let policy = gw.admin_get("workspaces/acme/policy", ada).await;
+    assert_eq!(policy["ip_allowlist"], json!(["127.0.0.1/32"]));
+    assert_eq!(
+        policy["require_claims"],
+        json!([{"claim": "roles", "any_of": ["admin", "owner"]}])
+    );
+    assert_eq!(policy["max_session_age_secs"], 3600);
+
+    // An allow-list without the admin's own address is refused in words: the 409.
+    set_value(client, "policy-ips", "198.51.100.0/24").await;
+    click(client, "policy-submit").await;
+    let error = text_when(client, "policy-error", |t| !t.is_empty()).await;
+    assert_eq!(
+        error,
+        "This conflicts with the current settings: your IP address is not in the new \
+         ip_allowlist: saving this policy would sign you out; nothing was changed."
+    );
+    set_value(client, "policy-ips", "10.0.0.0/33").await;
+    click(client, "policy-submit").await;
+    text_when(client, "policy-error", |t| t.contains("ip_allowlist[0]")).await;
+
+    // Another admin saves meanwhile: this page's ETag is stale, and it says so.
+    let theirs = json!({"ip_allowlist": ["127.0.0.0/8"], "require_claims": [{"claim": "roles", "any_of": ["admin", "<b>owner</b>"]}]});
+    let rsp = gw.put_policy("acme", ada, &theirs).send().await.unwrap();
+    assert_eq!(rsp.status(), 200);
+    set_value(client, "policy-ips", "127.0.0.1").await;
+    set_value(client, "policy-claims", "").await;
+    click(client, "policy-submit").await;
+    let error = text_when(client, "policy-error", |t| t.contains("Someone else")).await;
+    assert!(error.contains("save again"), "{error}");
+    assert_eq!(
+        value_of(client, "policy-ips").await,
+        "127.0.0.0/8",
+        "their version is shown"
+    );
+    assert_eq!(
+        value_of(client, "policy-claims").await,
+        "roles: admin, <b>owner</b>",
+        "as text"
+    );
+    let bold = client.find_all(Locator::Css("#policy b")).await.unwrap();
+    assert!(bold.is_empty(), "values are never markup");
+    gw.put_policy("acme", ada, &json!({})).send().await.unwrap();
 }
 
 async fn narrow_screens_do_not_scroll_sideways(client: &Client) {

@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::{
     Gateway, GatewayBuilder, admin, gateway, redis_server, set_file_size_limit, token, upstream,
 };
@@ -422,6 +422,35 @@ async fn every_logout_action_is_delivered_signed_with_the_audit_record_as_body()
     assert_eq!(metric(&gw, "events_delivered_total", &receiver).await, 3.0);
     assert_eq!(metric(&gw, "events_retried_total", &receiver).await, 0.0);
     assert_eq!(metric(&gw, "events_dropped_total", &receiver).await, 0.0);
+}
+
+#[tokio::test]
+async fn a_policy_update_goes_to_the_webhooks_that_ask_for_it() {
+    let receiver = Receiver::start(SECRET).await;
+    let (gw, _upstream) = gateway_with(&receiver, ", actions = [\"policy_update\"]").await;
+    logout_all(&gw, "acme").await;
+    let policy = json!({"max_session_age_secs": 3600, "reason": "rotation"});
+    let rsp = gw
+        .put_policy("acme", &ada_token("acme"), &policy)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 200);
+    let id = audit_id(rsp).await;
+    until("the policy event", Duration::from_secs(10), || {
+        receiver.delivered().len() == 1
+    })
+    .await;
+    let [attempt] = receiver.attempts_of(&id).try_into().unwrap();
+    assert!(attempt.verified, "{attempt:?}");
+    assert_eq!(attempt.body["action"], "policy_update");
+    assert_eq!(attempt.body["policy_after"]["max_session_age_secs"], 3600);
+    until_metric(&gw, "events_pending", &receiver, 0.0).await;
+    assert_eq!(
+        metric(&gw, "events_delivered_total", &receiver).await,
+        1.0,
+        "the logout-all was not asked for"
+    );
 }
 
 #[tokio::test]

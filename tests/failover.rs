@@ -315,6 +315,14 @@ async fn a_flushed_redis_heals_from_the_running_fleet() {
     let gws = [start().await, start().await];
     let workspaces: Vec<String> = (0..6).map(|i| format!("team-{i}")).collect();
     let acknowledged = logouts(&gws, &workspaces).await;
+    let carol = admin("carol", "policied").sign();
+    let policy = serde_json::json!({"max_session_age_secs": 3600});
+    let rsp = gws[1]
+        .put_policy("policied", &carol, &policy)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 200);
     write_signal_records(&redis, now().floor() as i64).await;
     for gw in &gws {
         until("signal records loaded", Duration::from_secs(5), || {
@@ -343,16 +351,20 @@ async fn a_flushed_redis_heals_from_the_running_fleet() {
         hash_fields(&redis, "sessiongate:sids").await,
         [r#"[null,"sid-1"]"#]
     );
+    let policies = hash_fields(&redis, "sessiongate:policies").await;
+    assert_eq!(policies, ["policied"]);
     let restored: f64 = gws[0]
         .metric("sessiongate_store_restored_records_total")
         .await
         + gws[1]
             .metric("sessiongate_store_restored_records_total")
             .await;
-    assert!(restored >= 8.0, "{restored}");
+    assert!(restored >= 9.0, "{restored}");
 
     let fresh = start().await;
     assert!(enforces_everything(&fresh, &acknowledged).await);
+    let policy = fresh.admin_get("workspaces/policied/policy", &carol).await;
+    assert_eq!(policy["max_session_age_secs"], 3600, "{policy}");
     assert_eq!(
         fresh
             .metric("sessiongate_store_restored_records_total")

@@ -892,13 +892,16 @@ async fn every_documented_series_is_exported_before_its_first_event() {
         "missing_claim",
         "session_invalidated",
         "session_revoked",
+        "ip_not_allowed",
+        "sign_in_method_not_allowed",
+        "session_too_old",
     ] {
         assert!(
             reasons.iter().any(|r| r == reason),
             "{reason} missing: {reasons:?}"
         );
     }
-    assert_eq!(reasons.len(), 13, "{reasons:?}");
+    assert_eq!(reasons.len(), 16, "{reasons:?}");
     assert!(
         missing.is_empty(),
         "not exported before their first event: {missing:?}\n{}",

@@ -188,15 +188,19 @@ async fn sse_events_arrive_one_by_one_not_at_the_end() {
     );
 }
 
-#[tokio::test]
-async fn sse_stream_is_cut_within_a_second_of_logout_all() {
+/// Streams 100 events to `jwt`, makes `change` (`what`) after the first one, and asserts
+/// that the stream ends within a second of the change's 200.
+async fn assert_cut_within_a_second(
+    what: &str,
+    jwt: &str,
+    change: impl AsyncFn(&Gateway) -> reqwest::Response,
+) {
     const EVENTS: usize = 100;
     let upstream = sse_upstream().await;
     let gw = gateway_to(upstream.addr).await;
-    let admin_jwt = admin("carol", "acme").sign();
     let rsp = gw
         .get(&format!("/events/{EVENTS}/200"))
-        .bearer_auth(token().sub("alice").sign())
+        .bearer_auth(jwt)
         .send()
         .await
         .unwrap();
@@ -205,16 +209,16 @@ async fn sse_stream_is_cut_within_a_second_of_logout_all() {
     let mut answered = None;
     let received = read_events(rsp, async |n| {
         if n == 1 {
-            let logout = gw.logout_all("acme", &admin_jwt).await;
+            let answer = change(&gw).await;
             answered = Some(Instant::now());
-            assert_eq!(logout.status(), 200);
+            assert_eq!(answer.status(), 200, "{what}");
         }
     })
     .await;
-    let answered = answered.expect("the first event arrived and logout-all was called");
+    let answered = answered.expect("the first event arrived and the change was made");
     let cut = received.ended_at - answered;
     println!(
-        "SSE stream ended {:.0} ms after the logout-all's 200 ({:?}), {} events",
+        "SSE stream ended {:.0} ms after the {what}'s 200 ({:?}), {} events",
         cut.as_secs_f64() * 1000.0,
         received.end,
         received.events.len()
@@ -225,8 +229,30 @@ async fn sse_stream_is_cut_within_a_second_of_logout_all() {
     );
     assert!(
         cut < Duration::from_secs(1),
-        "stream ended {cut:?} after the logout-all, more than the promised 1 s"
+        "stream ended {cut:?} after the {what}, more than the promised 1 s"
     );
+}
+
+#[tokio::test]
+async fn sse_stream_is_cut_within_a_second_of_logout_all() {
+    let admin_jwt = admin("carol", "acme").sign();
+    let alice = token().sub("alice").sign();
+    assert_cut_within_a_second("logout-all", &alice, async |gw| {
+        gw.logout_all("acme", &admin_jwt).await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sse_stream_is_cut_within_a_second_of_a_policy_it_fails() {
+    let admin_jwt = admin("carol", "acme").sign();
+    let old = token().sub("alice").iat(support::now().floor() - 120.0);
+    let policy = serde_json::json!({"max_session_age_secs": 60});
+    assert_cut_within_a_second("policy", &old.sign(), async |gw| {
+        let put = gw.put_policy("acme", &admin_jwt, &policy);
+        put.send().await.unwrap()
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -299,6 +299,36 @@ async fn logout_all_cuts_the_workspace_tunnels_within_a_second_but_not_the_admin
 }
 
 #[tokio::test]
+async fn a_policy_change_cuts_the_tunnels_that_no_longer_pass_it_within_a_second() {
+    let upstream = echo_upstream().await;
+    let gw = start(&upstream).await;
+    let admin_jwt = admin("carol", "acme").claim("amr", json!(["mfa"])).sign();
+    let mut alice = open(&gw, &token().sub("alice").sign()).await;
+    let mut carol = open(&gw, &admin_jwt).await;
+    assert_echoes(&mut alice, Message::text("before"), "before the policy").await;
+
+    let policy = json!({"require_claims": [{"claim": "amr", "any_of": ["mfa"]}]});
+    let rsp = gw
+        .put_policy("acme", &admin_jwt, &policy)
+        .send()
+        .await
+        .unwrap();
+    let answered = Instant::now();
+    assert_eq!(rsp.status(), 200);
+    let cut = closed(&mut alice, "alice's tunnel after the policy").await;
+    assert_within_one_second(
+        "alice's tunnel closed after the policy's 200",
+        cut - answered,
+    );
+    assert_echoes(
+        &mut carol,
+        Message::text("admin after"),
+        "a tunnel that meets the policy stays open",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn user_logout_cuts_that_users_tunnel_only() {
     let upstream = echo_upstream().await;
     let gw = start(&upstream).await;

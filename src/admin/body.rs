@@ -8,8 +8,8 @@ use crate::store::Category;
 use crate::web::{GatewayError, read_limited};
 
 const MAX_BODY_BYTES: usize = 16 * 1024;
-const MAX_REASON_CHARS: usize = 1024;
-const MAX_TICKET_CHARS: usize = 256;
+pub(super) const MAX_REASON_CHARS: usize = 1024;
+pub(super) const MAX_TICKET_CHARS: usize = 256;
 
 /// The optional JSON body of every logout.
 #[derive(Debug, Default, Deserialize)]
@@ -35,7 +35,8 @@ pub(super) async fn logout_body(req: Request<Incoming>) -> Result<LogoutBody, Ga
     Ok(body)
 }
 
-fn too_long(field: &str, value: Option<&str>, max: usize) -> Result<(), GatewayError> {
+/// A text over `max` characters is a 400 naming `field`.
+pub(super) fn too_long(field: &str, value: Option<&str>, max: usize) -> Result<(), GatewayError> {
     match value {
         Some(text) if text.chars().count() > max => Err(GatewayError::BadRequest(format!(
             "{field} is longer than {max} characters"

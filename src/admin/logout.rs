@@ -33,7 +33,7 @@ enum Target {
 }
 
 /// Where the request came from, for the audit record.
-struct Origin {
+pub(super) struct Origin {
     client_ip: String,
     user_agent: Option<String>,
 }
@@ -101,14 +101,14 @@ fn authorize(
 }
 
 /// The caller's own session, spared until its token expires.
-fn preserved(caller: &Caller) -> Preserved {
+pub(super) fn preserved(caller: &Caller) -> Preserved {
     Preserved {
         session_id: caller.claims.session_id.clone(),
         expires_at: caller.claims.expires_at,
     }
 }
 
-fn audit_record(
+pub(super) fn audit_record(
     action: Action,
     scope: &Scope,
     caller: &Caller,
@@ -133,6 +133,8 @@ fn audit_record(
         client_ip: origin.client_ip,
         user_agent: origin.user_agent,
         sessions_valid_after: None,
+        policy_before: None,
+        policy_after: None,
     }
 }
 
@@ -204,7 +206,7 @@ impl Target {
 // === impl Origin ===
 
 impl Origin {
-    fn of<B>(state: &AppState, req: &Request<B>, conn: &ConnInfo) -> Self {
+    pub(super) fn of<B>(state: &AppState, req: &Request<B>, conn: &ConnInfo) -> Self {
         let trusted = &state.config.server.trusted_proxies;
         let user_agent = req
             .headers()

@@ -20,6 +20,10 @@ pub(super) enum Route {
     },
     /// The caller itself: what the console needs to know about it.
     Me,
+    /// `GET` reads, `PUT` replaces the workspace policy.
+    Policy {
+        workspace: String,
+    },
 }
 
 /// Which logout a `POST` asks for.
@@ -52,7 +56,7 @@ impl Route {
             .collect();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         let (route, allow) = Self::from_segments(&segments).ok_or(GatewayError::NotFound)?;
-        if method.as_str() != allow {
+        if !allow.split(", ").any(|allowed| allowed == method.as_str()) {
             return Err(GatewayError::MethodNotAllowed { allow });
         }
         Ok(route)
@@ -83,6 +87,9 @@ impl Route {
             }
             ["v1", "workspaces", w, "sessions"] if named(w) => {
                 (Self::Sessions { workspace: ws(w) }, "GET")
+            }
+            ["v1", "workspaces", w, "policy"] if named(w) => {
+                (Self::Policy { workspace: ws(w) }, "GET, PUT")
             }
             ["v1", "workspaces", w, "audit"] if named(w) => {
                 (Self::Audit { workspace: ws(w) }, "GET")

@@ -5,7 +5,9 @@ use std::sync::OnceLock;
 
 use http::{HeaderMap, HeaderValue};
 
-use crate::sessions::{Refusal, Session};
+use serde_json::{Map, Value};
+
+use crate::sessions::{PolicyRefusal, Refusal, Session, policy};
 
 /// Why a token was refused; `as_str()` is the `reason` of SPEC section 3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -36,6 +38,15 @@ pub enum TokenError {
     SessionInvalidated,
     #[error("session_revoked")]
     SessionRevoked,
+    /// The workspace policy's allow-list (403, SPEC section 3).
+    #[error("ip_not_allowed")]
+    IpNotAllowed,
+    /// A required claim of the workspace policy is unmet.
+    #[error("sign_in_method_not_allowed")]
+    SignInMethodNotAllowed,
+    /// Older than the workspace policy's `max_session_age_secs`.
+    #[error("session_too_old")]
+    SessionTooOld,
 }
 
 /// Where the token was found; cookie tokens get the CSRF check and the cookie cleared.
@@ -71,6 +82,8 @@ pub struct Claims {
     pub issued_at: f64,
     pub not_before: Option<f64>,
     pub roles: Vec<String>,
+    /// Every claim, for the workspace policy's `require_claims` (step 6).
+    pub payload: Map<String, Value>,
     /// The identity headers for the upstream, built on first use and then shared by every
     /// request that presents this (cached) token.
     pub identity: OnceLock<IdentityHeaders>,
@@ -99,6 +112,16 @@ impl Claims {
         }
     }
 
+    /// What the workspace policy (step 6) looks at, for a request from `client_ip`.
+    pub fn policy_request(&self, client_ip: std::net::IpAddr) -> policy::Request<'_> {
+        policy::Request {
+            workspace: &self.workspace,
+            client_ip,
+            claims: &self.payload,
+            session_time: self.session_time,
+        }
+    }
+
     /// The identity headers, built once per token.
     pub fn identity(&self) -> &IdentityHeaders {
         self.identity.get_or_init(|| {
@@ -121,7 +144,7 @@ impl Claims {
 
 impl TokenError {
     /// Every reason, in declaration order.
-    pub const ALL: [TokenError; 13] = [
+    pub const ALL: [TokenError; 16] = [
         Self::Missing,
         Self::Malformed,
         Self::UnsupportedAlgorithm,
@@ -135,6 +158,9 @@ impl TokenError {
         Self::MissingClaim,
         Self::SessionInvalidated,
         Self::SessionRevoked,
+        Self::IpNotAllowed,
+        Self::SignInMethodNotAllowed,
+        Self::SessionTooOld,
     ];
 
     /// The wire name of the reason.
@@ -153,6 +179,9 @@ impl TokenError {
             Self::MissingClaim => "missing_claim",
             Self::SessionInvalidated => "session_invalidated",
             Self::SessionRevoked => "session_revoked",
+            Self::IpNotAllowed => "ip_not_allowed",
+            Self::SignInMethodNotAllowed => "sign_in_method_not_allowed",
+            Self::SessionTooOld => "session_too_old",
         }
     }
 }
@@ -162,6 +191,16 @@ impl From<Refusal> for TokenError {
         match refusal {
             Refusal::Invalidated => Self::SessionInvalidated,
             Refusal::Revoked => Self::SessionRevoked,
+        }
+    }
+}
+
+impl From<&PolicyRefusal> for TokenError {
+    fn from(refusal: &PolicyRefusal) -> Self {
+        match refusal {
+            PolicyRefusal::IpNotAllowed => Self::IpNotAllowed,
+            PolicyRefusal::SignInMethod { .. } => Self::SignInMethodNotAllowed,
+            PolicyRefusal::TooOld { .. } => Self::SessionTooOld,
         }
     }
 }

@@ -136,6 +136,7 @@ impl Verifier {
             issued_at,
             not_before,
             roles: self.roles(claims),
+            payload: parts.payload.clone(),
             identity: OnceLock::new(),
         })
     }

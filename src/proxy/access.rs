@@ -17,7 +17,7 @@ pub(super) struct AccessRecord {
     method: Method,
     /// A `Uri` clone shares its bytes: the path is kept for the log without a copy.
     uri: Uri,
-    client_ip: IpAddr,
+    pub(super) client_ip: IpAddr,
     pub(super) caller: Option<Arc<Claims>>,
     pub(super) upstream_status: Option<u16>,
     pub(super) upstream_elapsed: Option<Duration>,
@@ -106,8 +106,10 @@ pub(super) fn unparsed(metrics: &ProxyMetrics, client_ip: IpAddr, status: Status
 
 fn count_error(metrics: &ProxyMetrics, error: &GatewayError) {
     match error {
-        GatewayError::Unauthorized { reason, .. } => {
-            metrics.rejection(*reason);
+        GatewayError::Unauthorized { .. } | GatewayError::Policy { .. } => {
+            if let Some(reason) = error.reason() {
+                metrics.rejection(reason);
+            }
             metrics.request(Outcome::Rejected);
         }
         GatewayError::Upstream(upstream) => {

@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
@@ -75,7 +76,8 @@ impl Gateway {
         if let Some(route) = self.proxy.signals.scim_route(path) {
             return Box::pin(self.forward_scim(req, route, record)).await;
         }
-        let caller = self.authenticate(&req).await?;
+        let client_ip = record.client_ip;
+        let caller = self.authenticate(&req, client_ip).await?;
         if let Some(caller) = &caller {
             state.sessions.seen(&caller.claims.session(), clock::now());
         }
@@ -92,8 +94,8 @@ impl Gateway {
         let response = self.proxy.upstream.send(req).await?;
         record.upstream_elapsed = Some(sent.elapsed());
         record.upstream_status = Some(response.status().as_u16());
-        self.recheck(caller.as_ref())?;
-        Ok(self.respond(response, client_upgrade, caller))
+        self.recheck(caller.as_ref(), client_ip)?;
+        Ok(self.respond(response, client_upgrade, caller, client_ip))
     }
 
     /// The gateway's own endpoints: signals need no user token, so they are routed before
@@ -132,29 +134,31 @@ impl Gateway {
         signals.scim_response(state, exchange, response).await
     }
 
-    /// Step 2 and 3, unless the path is public (`None`).
-    async fn authenticate(&self, req: &Request<Incoming>) -> Result<Option<Caller>, GatewayError> {
+    /// Steps 2 to 6 of the acceptance rule, unless the path is public (`None`).
+    async fn authenticate(
+        &self,
+        req: &Request<Incoming>,
+        client_ip: IpAddr,
+    ) -> Result<Option<Caller>, GatewayError> {
         let state = &self.proxy.state;
         if state.config.auth.public_paths.matches(req.uri().path()) {
             return Ok(None);
         }
-        auth::authenticate(&state.verifier, &state.sessions, req.headers())
+        auth::authenticate(&state.verifier, &state.sessions, req.headers(), client_ip)
             .await
             .map(Some)
             .map_err(|reason| login::reject(&state.config.auth, req, reason))
     }
 
-    /// A logout may have landed while the upstream was answering: nothing has been sent
-    /// to the client yet, so it gets the plain refusal instead of a cut-off stream.
-    fn recheck(&self, caller: Option<&Caller>) -> Result<(), GatewayError> {
+    /// A logout or a policy may have landed while the upstream was answering: nothing has
+    /// been sent to the client yet, so it gets the plain refusal instead of a cut-off
+    /// stream.
+    fn recheck(&self, caller: Option<&Caller>, client_ip: IpAddr) -> Result<(), GatewayError> {
         let Some(caller) = caller else {
             return Ok(());
         };
-        self.proxy
-            .state
-            .sessions
-            .check(&caller.claims.session(), clock::now())
-            .map_err(|refusal| GatewayError::unauthorized(refusal.into()))
+        let sessions = &self.proxy.state.sessions;
+        auth::recheck(sessions, &caller.claims, client_ip, clock::now()).map_err(Into::into)
     }
 
     /// Step 6: the upstream's answer, as a guarded stream or a WebSocket tunnel.
@@ -163,15 +167,21 @@ impl Gateway {
         response: Response<Incoming>,
         client_upgrade: Option<OnUpgrade>,
         caller: Option<Caller>,
+        client_ip: IpAddr,
     ) -> Response<Body> {
         let state = &self.proxy.state;
+        let watched = |caller: Caller| guard::Watched {
+            state: state.clone(),
+            claims: caller.claims,
+            client_ip,
+        };
         match (client_upgrade, caller) {
             (Some(client), caller) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
-                let end = caller.map(|caller| guard::session_ended(state.clone(), caller.claims));
+                let end = caller.map(|caller| guard::session_ended(watched(caller)));
                 tunnel::splice(&self.proxy, client, response, end, self.slot.clone())
             }
             (_, Some(caller)) => {
-                response.map(|body| Guarded::new(body, state.clone(), caller.claims).boxed_unsync())
+                response.map(|body| Guarded::new(body, watched(caller)).boxed_unsync())
             }
             (_, None) => response.map(|body| body.map_err(Into::into).boxed_unsync()),
         }

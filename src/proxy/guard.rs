@@ -2,6 +2,7 @@
 //! longer pass (a cutoff moved, the token expired) or when the gateway shuts down.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -12,7 +13,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use crate::auth::Claims;
+use crate::auth::{self, Claims};
 use crate::clock;
 use crate::state::AppState;
 use crate::web::BoxError;
@@ -39,26 +40,37 @@ pin_project! {
     pub(super) struct Guarded<B> {
         #[pin]
         inner: B,
-        session: (Arc<AppState>, Arc<Claims>),
+        session: Watched,
         end: Option<EndSignal>,
     }
 }
 
-/// Resolves when `claims` stop passing the session rule or expire. Shutdown is not an end
+/// The session a long-lived exchange belongs to, and where its request came from (the
+/// policy's allow-list looks at it).
+#[derive(Clone)]
+pub(super) struct Watched {
+    pub(super) state: Arc<AppState>,
+    pub(super) claims: Arc<Claims>,
+    pub(super) client_ip: IpAddr,
+}
+
+/// Resolves when the claims stop passing the session rule or the workspace policy, or
+/// expire. Shutdown is not an end
 /// here: in-flight responses get the grace period to finish.
 ///
 /// The session was checked when the request came in, but a logout may have landed while
 /// the upstream was answering, so it is checked again first.
-pub(super) fn session_ended(state: Arc<AppState>, claims: Arc<Claims>) -> EndSignal {
+pub(super) fn session_ended(watched: Watched) -> EndSignal {
+    let Watched {
+        state,
+        claims,
+        client_ip,
+    } = watched;
     let mut changes = state.sessions.subscribe();
     let leeway = state.config.jwt.leeway_secs;
     Box::pin(async move {
         loop {
-            if state
-                .sessions
-                .check(&claims.session(), clock::now())
-                .is_err()
-            {
+            if auth::recheck(&state.sessions, &claims, client_ip, clock::now()).is_err() {
                 return Ended::Revoked;
             }
             // The answer can change at `exp` (a preserved session ends there) and at
@@ -90,11 +102,11 @@ pub(super) fn session_ended(state: Arc<AppState>, claims: Arc<Claims>) -> EndSig
 // === impl Guarded ===
 
 impl<B> Guarded<B> {
-    /// Wraps `inner` so it stops when the session of `claims` ends.
-    pub(super) fn new(inner: B, state: Arc<AppState>, claims: Arc<Claims>) -> Self {
+    /// Wraps `inner` so it stops when the watched session ends.
+    pub(super) fn new(inner: B, session: Watched) -> Self {
         Self {
             inner,
-            session: (state, claims),
+            session,
             end: None,
         }
     }
@@ -116,10 +128,10 @@ where
         if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        let (state, claims) = this.session;
+        let session = this.session;
         let end = this
             .end
-            .get_or_insert_with(|| session_ended(state.clone(), claims.clone()));
+            .get_or_insert_with(|| session_ended(session.clone()));
         match end.as_mut().poll(cx) {
             Poll::Ready(ended) => {
                 tracing::info!(%ended, "closing a streaming response");

@@ -33,7 +33,7 @@ impl Heal {
         }
     }
 
-    /// The hash of `record`'s key (its scope, or workspace and sid): the same in the
+    /// The hash of `record`'s key (its scope; workspace and sid; workspace): the same in the
     /// store and in memory.
     fn key(&self, record: &Record) -> u64 {
         match record {
@@ -42,6 +42,7 @@ impl Heal {
                 self.keys
                     .hash_one((1u8, workspace.as_deref(), sid.as_str()))
             }
+            Record::Policy { workspace, .. } => self.keys.hash_one((2u8, workspace)),
         }
     }
 

@@ -190,7 +190,10 @@ impl Refusal {
             | TokenError::WrongAudience
             | TokenError::MissingClaim
             | TokenError::SessionInvalidated
-            | TokenError::SessionRevoked => Self::Malformed,
+            | TokenError::SessionRevoked
+            | TokenError::IpNotAllowed
+            | TokenError::SignInMethodNotAllowed
+            | TokenError::SessionTooOld => Self::Malformed,
         }
     }
 

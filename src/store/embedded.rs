@@ -16,7 +16,7 @@ use tokio::sync::mpsc::Sender;
 use super::outbox::{self as routing, Claimed, Delivery, Outbox};
 use super::{
     AuditRecord, Change, Committed, Cutoff, Effect, Record, Revoked, ScimUser, Scope, StoreError,
-    pair_field,
+    StoredPolicy, pair_field,
 };
 use crate::clock;
 
@@ -35,6 +35,8 @@ const SEEN: TableDefinition<&str, &[u8]> = TableDefinition::new("signals_seen");
 /// `(expires_at, key)` of `SIDS` and `SEEN`: each commit forgets a few expired entries.
 const SIDS_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("revoked_sids_expiry");
 const SEEN_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("signals_seen_expiry");
+/// Workspace policies, by workspace.
+const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("workspace_policies");
 /// SCIM resource -> user, by the JSON pair `[workspace or null, id]`.
 const SCIM_USERS: TableDefinition<&str, &str> = TableDefinition::new("scim_users");
 /// Keyed by (workspace, sequence) so a workspace's records read newest-first in one range.
@@ -180,6 +182,7 @@ impl EmbeddedStore {
         let now = clock::now();
         let (workspaces, users) = (txn.open_table(WORKSPACES)?, txn.open_table(USERS)?);
         let (subjects, sids) = (txn.open_table(SUBJECTS)?, txn.open_table(SIDS)?);
+        let policies = txn.open_table(POLICIES)?;
         let users = users.iter()?.map(|entry| {
             let (key, value) = entry?;
             let (workspace, subject) = key.value();
@@ -198,7 +201,8 @@ impl EmbeddedStore {
         })?)
         .chain(by_text(&sids, |key, value| {
             revoked_record(key, value, now)
-        })?);
+        })?)
+        .chain(by_text(&policies, policy_record)?);
         send_in_batches(records.filter_map(Result::transpose), batch, batches)
     }
 
@@ -347,6 +351,12 @@ fn cutoff_record(scope: Scope, bytes: &[u8]) -> Loaded {
     Ok(Some(Record::Cutoff { scope, cutoff }))
 }
 
+fn policy_record(workspace: &str, bytes: &[u8]) -> Loaded {
+    let policy = serde_json::from_slice(bytes)?;
+    let workspace = workspace.to_string();
+    Ok(Some(Record::Policy { workspace, policy }))
+}
+
 /// A revoked session, unless it expired by `now`.
 fn revoked_record(key: &str, bytes: &[u8], now: f64) -> Loaded {
     let revoked: Revoked = serde_json::from_slice(bytes)?;
@@ -405,6 +415,7 @@ fn with_tables(db: Database) -> Result<Database, StoreError> {
     txn.open_table(SIDS_EXPIRY)?;
     txn.open_table(SEEN_EXPIRY)?;
     txn.open_table(SCIM_USERS)?;
+    txn.open_table(POLICIES)?;
     txn.commit()?;
     Ok(db)
 }
@@ -467,6 +478,21 @@ fn apply(txn: &WriteTransaction, effect: Effect, now: f64) -> Result<Option<Reco
             Ok(None)
         }
         Effect::Restore { record } => restore(txn, record),
+        Effect::Policy {
+            workspace,
+            document,
+            updated_at,
+            updated_by,
+            if_version,
+        } => {
+            let policy = StoredPolicy {
+                document,
+                updated_at: Some(updated_at),
+                updated_by,
+                version: 0,
+            };
+            replace_policy(txn, workspace, policy, if_version).map(Some)
+        }
     }
 }
 
@@ -493,8 +519,38 @@ fn restore(txn: &WriteTransaction, record: Record) -> Result<Option<Record>, Sto
             let expiry = (revoked.expires_at, current.map(|c| c.expires_at));
             write_expiring(txn, (SIDS, SIDS_EXPIRY), &key, expiry, revoked)?;
         }
+        Record::Policy { workspace, policy } => {
+            let current: Option<StoredPolicy> = read_json(txn, POLICIES, workspace)?;
+            if current.is_some_and(|current| current.version >= policy.version) {
+                return Ok(None);
+            }
+            let bytes = serde_json::to_vec(policy)?;
+            txn.open_table(POLICIES)?
+                .insert(workspace.as_str(), bytes.as_slice())?;
+        }
     }
     Ok(Some(record))
+}
+
+/// Stores `policy` as the workspace's next version, unless `if_version` names another
+/// version than the stored one.
+fn replace_policy(
+    txn: &WriteTransaction,
+    workspace: String,
+    mut policy: StoredPolicy,
+    if_version: Option<u64>,
+) -> Result<Record, StoreError> {
+    let current: Option<StoredPolicy> = read_json(txn, POLICIES, &workspace)?;
+    let version = current.map_or(0, |c| c.version);
+    if if_version.is_some_and(|expected| expected != version) {
+        // Dropping the transaction aborts it: nothing of the change is written.
+        return Err(StoreError::PolicyChanged);
+    }
+    policy.version = version + 1;
+    let bytes = serde_json::to_vec(&policy)?;
+    txn.open_table(POLICIES)?
+        .insert(workspace.as_str(), bytes.as_slice())?;
+    Ok(Record::Policy { workspace, policy })
 }
 
 /// Revokes `sid` until at least `expires_at` (an expiry never moves back).

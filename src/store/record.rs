@@ -73,6 +73,16 @@ pub enum Effect {
     /// store that lost data heals from the fleet): written as it is, version included,
     /// only where it outranks the stored one (`Record::rank`). Never audited.
     Restore { record: Record },
+    /// Replaces a workspace's whole policy (an empty document clears it), unless
+    /// `if_version` is set and the stored policy's version differs: then the change is
+    /// refused as `StoreError::PolicyChanged` and nothing is written.
+    Policy {
+        workspace: String,
+        document: PolicyDocument,
+        updated_at: String,
+        updated_by: Option<String>,
+        if_version: Option<u64>,
+    },
 }
 
 /// What a change left in the store that memory enforces: applied to memory here,
@@ -89,6 +99,40 @@ pub enum Record {
         sid: String,
         revoked: Revoked,
     },
+    /// The policy of `workspace`, as the store now holds it.
+    Policy {
+        workspace: String,
+        policy: StoredPolicy,
+    },
+}
+
+/// A workspace policy as an admin wrote it (SPEC section 9), already validated; the
+/// document `GET .../policy` answers. The default, empty document is "no policy".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDocument {
+    /// CIDRs, each in canonical form; `None`: no IP rule.
+    pub ip_allowlist: Option<Vec<String>>,
+    pub require_claims: Vec<ClaimRule>,
+    pub max_session_age_secs: Option<i64>,
+}
+
+/// One `require_claims` entry: the claim at `claim` (a dotted path) must be one of
+/// `any_of`, or an array holding one of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRule {
+    pub claim: String,
+    pub any_of: Vec<String>,
+}
+
+/// A policy with who wrote it and its version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPolicy {
+    pub document: PolicyDocument,
+    /// RFC 3339 UTC; `None` for a workspace that never had one.
+    pub updated_at: Option<String>,
+    pub updated_by: Option<String>,
+    /// Monotonic per workspace, assigned by the store on commit (0: never written).
+    pub version: u64,
 }
 
 /// How long an identity-provider session stays revoked.
@@ -144,6 +188,12 @@ pub struct AuditRecord {
     pub reason: Option<String>,
     pub client_ip: String,
     pub user_agent: Option<String>,
+    /// The policy replaced by a `policy_update`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub policy_before: Option<PolicyDocument>,
+    /// The policy a `policy_update` put in force.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub policy_after: Option<PolicyDocument>,
     /// The cutoff after this action, as committed (`None` for actions that move none).
     #[serde(default)]
     pub sessions_valid_after: Option<i64>,
@@ -162,6 +212,8 @@ pub enum Action {
     SsfEvent,
     /// A SCIM deactivation the product accepted.
     ScimDeprovision,
+    /// A workspace policy replaced (by an admin, or cleared by an operator).
+    PolicyUpdate,
 }
 
 /// Why the logout happened, for later review (SPEC section 2).
@@ -254,17 +306,20 @@ impl Record {
         match self {
             Record::Cutoff { .. } => true,
             Record::RevokedSid { revoked, .. } => revoked.in_force(now),
+            Record::Policy { .. } => true,
         }
     }
 
     /// How records of one key are ordered: the higher one wins everywhere (store, memory,
     /// resync). Cutoffs: `valid_after`, then version; revoked sids: `expires_at`, then
-    /// version. The value comes first so that a record written after the store lost data
-    /// (a new version for a lower value) never lowers what an instance holds.
+    /// version; policies: the version. The value comes first so that a record written
+    /// after the store lost data (a new version for a lower value) never lowers what an
+    /// instance holds.
     pub fn rank(&self) -> (i64, u64) {
         match self {
             Record::Cutoff { cutoff, .. } => cutoff.rank(),
             Record::RevokedSid { revoked, .. } => revoked.rank(),
+            Record::Policy { policy, .. } => (0, policy.version),
         }
     }
 
@@ -272,7 +327,7 @@ impl Record {
     pub fn as_cutoff(&self) -> Option<&Cutoff> {
         match self {
             Record::Cutoff { cutoff, .. } => Some(cutoff),
-            Record::RevokedSid { .. } => None,
+            Record::RevokedSid { .. } | Record::Policy { .. } => None,
         }
     }
 }
@@ -309,13 +364,14 @@ impl Cutoff {
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 7] = [
         Self::LogoutAll,
         Self::UserLogout,
         Self::LogoutOthers,
         Self::BackchannelLogout,
         Self::SsfEvent,
         Self::ScimDeprovision,
+        Self::PolicyUpdate,
     ];
 
     /// The action whose wire name is `name`.
@@ -332,6 +388,7 @@ impl Action {
             Self::BackchannelLogout => "backchannel_logout",
             Self::SsfEvent => "ssf_event",
             Self::ScimDeprovision => "scim_deprovision",
+            Self::PolicyUpdate => "policy_update",
         }
     }
 }
@@ -356,6 +413,8 @@ impl AuditRecord {
             sessions_valid_after: None,
             sid: None,
             event: None,
+            policy_before: None,
+            policy_after: None,
         }
     }
 }

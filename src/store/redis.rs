@@ -10,6 +10,7 @@
 //! P sids:expiry        zset   the fields of P sids by expires_at (each commit prunes a few)
 //! P seen:["iss","jti"] string an accepted signal, expiring when it may be forgotten
 //! P scim_users         hash   ["workspace" or null,"id"] -> user
+//! P policies           hash   workspace -> policy JSON (document, updated_at/by, version)
 //! P audit:<workspace>  list   audit record JSON, newest first
 //! P audit              list   subject-wide audit records, in no workspace's trail
 //! P changes            pub/sub channel: the records of every commit, as a JSON array
@@ -52,6 +53,8 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 const SCAN_PAGE: usize = 5000;
 /// The error the commit script answers for a signal it has accepted before.
 const REPLAYED: &str = "REPLAYED";
+/// The error the commit script answers when a policy's `If-Match` version is stale.
+const POLICY_CHANGED: &str = "POLICY_CHANGED";
 
 /// Atomic and monotonic on the server. Versions come from the server clock (microseconds,
 /// and always above the previous version), so a record written after Redis lost its data
@@ -63,7 +66,8 @@ const REPLAYED: &str = "REPLAYED";
 /// script is atomic but does not roll back, so every check comes first.
 ///
 /// ARGV: the effects (JSON array, each with its `key` and `field`), the audit record JSON
-/// (empty for a restore: no audit record, no outbox entry),
+/// (ending with `"sessions_valid_after":null}`; empty for a restore: no audit record,
+/// no outbox entry),
 /// the audit list key, the channel, the outbox routes (the sequence key, the ordering
 /// group, and per webhook its events hash, group queue and due set).
 const COMMIT_SCRIPT: &str = r#"
@@ -74,6 +78,13 @@ local effects = cjson.decode(ARGV[1])
 for _, effect in ipairs(effects) do
   if effect.kind == 'signal_seen' and redis.call('EXISTS', effect.key) == 1 then
     return redis.error_reply('REPLAYED')
+  end
+  if effect.kind == 'policy' and effect.if_version then
+    local current = redis.call('HGET', effect.key, effect.field)
+    local version = current and cjson.decode(current).version or 0
+    if string.format('%d', version) ~= effect.if_version then
+      return redis.error_reply('POLICY_CHANGED')
+    end
   end
 end
 local first_cutoff = nil
@@ -116,12 +127,12 @@ function apply.revoked_sid(effect)
 end
 
 -- A record an instance holds, written as it is where it outranks the stored one (its
--- rank: the value named `rank`, then the version). Published like any change.
+-- rank: the value named `rank`, if any, then the version). Published like any change.
 function apply.restore(effect)
   local current = redis.call('HGET', effect.key, effect.field)
   if current then
     local stored = cjson.decode(current)
-    local value = stored[effect.rank]
+    local value = effect.rank and stored[effect.rank] or 0
     if value > effect.value or (value == effect.value and stored.version >= effect.version) then
       return nil
     end
@@ -139,6 +150,15 @@ function apply.signal_seen(effect)
   return nil
 end
 
+function apply.policy(effect)
+  local current = redis.call('HGET', effect.key, effect.field)
+  local version = current and cjson.decode(current).version or 0
+  local policy = string.format('{"document":%s,"updated_at":%s,"updated_by":%s,"version":%d}',
+    effect.document, effect.updated_at, effect.updated_by, math.max(version + 1, clock))
+  redis.call('HSET', effect.key, effect.field, policy)
+  return string.format('{"kind":"policy","workspace":%s,"policy":%s}', effect.workspace, policy)
+end
+
 local records = {}
 for _, effect in ipairs(effects) do
   local record = apply[effect.kind](effect)
@@ -147,12 +167,14 @@ for _, effect in ipairs(effects) do
   end
 end
 -- A restore has no audit record (nor events): nothing happened, the store healed.
-local record = ''
+-- Otherwise the record ends with `"sessions_valid_after":null}`; it is patched as text,
+-- because a cjson round trip would turn the empty arrays of a policy into objects.
+local record = ARGV[2]
 local outbox = {routes = {}}
-if ARGV[2] ~= '' then
-  local audit = cjson.decode(ARGV[2])
-  audit.sessions_valid_after = first_cutoff
-  record = cjson.encode(audit)
+if record ~= '' then
+  if first_cutoff then
+    record = string.sub(record, 1, -6) .. string.format('%d}', first_cutoff)
+  end
   redis.call('LPUSH', ARGV[3], record)
   outbox = cjson.decode(ARGV[5])
 end
@@ -199,6 +221,7 @@ struct Keys {
     sids: String,
     sids_expiry: String,
     scim_users: String,
+    policies: String,
     channel: String,
     activity_instances: String,
 }
@@ -325,7 +348,8 @@ impl RedisStore {
         let mut count = 0;
         let now = crate::clock::now();
         let keys = &self.keys;
-        for hash in [&keys.workspaces, &keys.users, &keys.subjects, &keys.sids] {
+        let hashes = [&keys.workspaces, &keys.users, &keys.subjects, &keys.sids];
+        for hash in hashes.into_iter().chain([&keys.policies]) {
             let mut cursor = 0u64;
             loop {
                 let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
@@ -359,7 +383,11 @@ impl RedisStore {
             .iter()
             .map(|effect| self.keys.wire(effect))
             .collect::<Result<Vec<_>, _>>()?;
-        let audit = &change.audit;
+        // The script fills in the cutoff; it expects the field last and null.
+        let audit = &AuditRecord {
+            sessions_valid_after: None,
+            ..change.audit.clone()
+        };
         let outbox = self.keys.outbox(audit, &self.outbox.routes(audit))?;
         let audit = serde_json::to_string(audit)?;
         let audit_key = self.keys.audit(change.audit.workspace.as_deref());
@@ -403,9 +431,11 @@ impl RedisStore {
             .map_err(|error| {
                 // Redis answers a script's error reply as `ERR REPLAYED` (older) or
                 // `REPLAYED` (newer): either names the signal as replayed.
-                match error.code() == Some(REPLAYED) || error.detail() == Some(REPLAYED) {
-                    true => StoreError::Replayed,
-                    false => StoreError::Redis(error),
+                let named = |name| error.code() == Some(name) || error.detail() == Some(name);
+                match (named(REPLAYED), named(POLICY_CHANGED)) {
+                    (true, _) => StoreError::Replayed,
+                    (_, true) => StoreError::PolicyChanged,
+                    _ => StoreError::Redis(error),
                 }
             })
     }
@@ -560,6 +590,7 @@ impl Keys {
             sids: format!("{prefix}sids"),
             sids_expiry: format!("{prefix}sids:expiry"),
             scim_users: format!("{prefix}scim_users"),
+            policies: format!("{prefix}policies"),
             channel: format!("{prefix}changes"),
             activity_instances: format!("{prefix}activity:instances"),
         }
@@ -630,6 +661,29 @@ impl Keys {
                 "expires_at": expires_at,
             })),
             Effect::Restore { record } => self.restore(record),
+            Effect::Policy {
+                workspace,
+                document,
+                updated_at,
+                updated_by,
+                if_version,
+            } => {
+                let mut wire = json!({
+                    "kind": "policy",
+                    "key": self.policies,
+                    "field": workspace,
+                    "workspace": serde_json::to_string(workspace)?,
+                    "document": serde_json::to_string(document)?,
+                    "updated_at": serde_json::to_string(updated_at)?,
+                    "updated_by": serde_json::to_string(updated_by)?,
+                });
+                // Absent rather than null (cjson's null is true in Lua); a text, because
+                // cjson would round a 16-digit version.
+                if let Some(version) = if_version {
+                    wire["if_version"] = json!(version.to_string());
+                }
+                Ok(wire)
+            }
         }
     }
 
@@ -642,6 +696,10 @@ impl Keys {
             h if h == self.users => {
                 let (workspace, subject) = serde_json::from_str(field)?;
                 Scope::User { workspace, subject }
+            }
+            h if h == self.policies => {
+                let (workspace, policy) = (field.to_string(), serde_json::from_str(value)?);
+                return Ok(Some(Record::Policy { workspace, policy }));
             }
             h if h == self.sids => {
                 let (workspace, sid) = serde_json::from_str(field)?;

@@ -8,8 +8,9 @@ use http::{Response, StatusCode};
 use serde_json::json;
 
 use super::body::{self, Body};
-use crate::auth::TokenError;
+use crate::auth::{Refused, TokenError};
 use crate::config::BadPath;
+use crate::sessions::PolicyRefusal;
 use crate::store::StoreError;
 
 /// Why a request was not answered by the upstream.
@@ -22,6 +23,13 @@ pub enum GatewayError {
         reason: TokenError,
         redirect: Option<LoginRedirect>,
     },
+    /// The workspace policy refuses the request (SPEC section 3): 403 for the IP rule,
+    /// else 401 `insufficient_user_authentication` or a login redirect.
+    #[error("policy refused: {refusal}")]
+    Policy {
+        refusal: PolicyRefusal,
+        redirect: Option<LoginRedirect>,
+    },
     #[error("forbidden: {0}")]
     Forbidden(Forbidden),
     #[error("no such admin endpoint")]
@@ -32,6 +40,12 @@ pub enum GatewayError {
     BadRequest(String),
     #[error("request body too large")]
     PayloadTooLarge,
+    /// The change would lock its own caller out (SPEC section 9's lockout guard).
+    #[error("would lock out the caller: {0}")]
+    WouldLockOutCaller(String),
+    /// `If-Match` names a version that is no longer current.
+    #[error("precondition failed: the resource changed")]
+    PreconditionFailed,
     #[error("not ready: keys or store not loaded")]
     NotReady,
     #[error("out of sync with the shared store for longer than store.max_staleness_secs")]
@@ -128,10 +142,20 @@ impl GatewayError {
                 redirect: Some(_), ..
             } => StatusCode::FOUND,
             Self::Unauthorized { redirect: None, .. } => StatusCode::UNAUTHORIZED,
+            Self::Policy {
+                refusal: PolicyRefusal::IpNotAllowed,
+                ..
+            } => StatusCode::FORBIDDEN,
+            Self::Policy {
+                redirect: Some(_), ..
+            } => StatusCode::FOUND,
+            Self::Policy { redirect: None, .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::WouldLockOutCaller(_) => StatusCode::CONFLICT,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::NotReady | Self::StoreStale | Self::StoreUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -147,6 +171,7 @@ impl GatewayError {
     pub fn reason(&self) -> Option<TokenError> {
         match self {
             Self::Unauthorized { reason, .. } => Some(*reason),
+            Self::Policy { refusal, .. } => Some(refusal.into()),
             _ => None,
         }
     }
@@ -163,6 +188,21 @@ impl GatewayError {
                 reason,
                 redirect: None,
             } => unauthorized(reason),
+            Self::Policy {
+                refusal: PolicyRefusal::IpNotAllowed,
+                ..
+            } => body::json(
+                status,
+                &json!({ "error": "forbidden", "reason": "ip_not_allowed" }),
+            ),
+            Self::Policy {
+                redirect: Some(redirect),
+                ..
+            } => redirect.into_response(),
+            Self::Policy {
+                refusal,
+                redirect: None,
+            } => insufficient_authentication(&refusal),
             Self::BadPath(bad) => error_json(status, "bad_request", Some(&bad.to_string())),
             Self::BadRequest(message) => error_json(status, "bad_request", Some(&message)),
             Self::Forbidden(why) => error_json(status, "forbidden", Some(&why.to_string())),
@@ -175,6 +215,19 @@ impl GatewayError {
                 response
             }
             Self::PayloadTooLarge => error_json(status, "payload_too_large", None),
+            Self::WouldLockOutCaller(message) => body::json(
+                status,
+                &json!({
+                    "error": "conflict",
+                    "reason": "would_lock_out_caller",
+                    "message": message,
+                }),
+            ),
+            Self::PreconditionFailed => error_json(
+                status,
+                "precondition_failed",
+                Some("the policy changed since it was read: read it again (its ETag) and retry"),
+            ),
             Self::NotReady => error_json(status, "not_ready", None),
             Self::StoreStale => error_json(status, "store_stale", None),
             Self::StoreUnavailable(_) => error_json(status, "store_unavailable", None),
@@ -217,6 +270,52 @@ fn unauthorized(reason: TokenError) -> Response<Body> {
         HeaderValue::from_str(&challenge).expect("challenge is built from ASCII constants");
     response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
     response
+}
+
+/// RFC 9470: the step-up challenge, naming `max_age` or `acr_values` when the rule that
+/// failed has one.
+fn insufficient_authentication(refusal: &PolicyRefusal) -> Response<Body> {
+    let reason = refusal.as_str();
+    let body = json!({ "error": "insufficient_user_authentication", "reason": reason });
+    let mut response = body::json(StatusCode::UNAUTHORIZED, &body);
+    let base = format!(
+        "Bearer realm=\"sessiongate\", error=\"insufficient_user_authentication\", error_description=\"{reason}\""
+    );
+    let extra = match refusal {
+        PolicyRefusal::TooOld { max_age_secs } => format!(", max_age=\"{max_age_secs}\""),
+        PolicyRefusal::SignInMethod {
+            acr_values: Some(values),
+        } => format!(", acr_values=\"{}\"", quoted_string(values)),
+        PolicyRefusal::SignInMethod { acr_values: None } | PolicyRefusal::IpNotAllowed => {
+            String::new()
+        }
+    };
+    // An admin's acr value that cannot go in a header at all is left out of the challenge.
+    let challenge = HeaderValue::from_str(&format!("{base}{extra}"))
+        .or_else(|_| HeaderValue::from_str(&base))
+        .expect("the base challenge is ASCII");
+    response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
+    response
+}
+
+/// The inside of an RFC 9110 quoted-string.
+fn quoted_string(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+// === impl From<Refused> ===
+
+impl From<Refused> for GatewayError {
+    /// A refusal without a login redirect (API clients, the admin API).
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Token(reason) => Self::unauthorized(reason),
+            Refused::Policy(refusal) => Self::Policy {
+                refusal,
+                redirect: None,
+            },
+        }
+    }
 }
 
 // === impl SignalRefusal ===

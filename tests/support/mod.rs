@@ -458,6 +458,44 @@ impl Gateway {
         .unwrap()
     }
 
+    /// `PUT /_sessiongate/v1/workspaces/{ws}/policy` with a bearer token and a JSON body.
+    pub fn put_policy(
+        &self,
+        workspace: &str,
+        token: &str,
+        body: &Value,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .put(self.url(&format!("/_sessiongate/v1/workspaces/{workspace}/policy")))
+            .bearer_auth(token)
+            .json(body)
+    }
+
+    /// `DELETE path` with a bearer token.
+    pub async fn client_delete(&self, path: &str, token: &str) -> reqwest::Response {
+        let request = self.client.delete(self.url(path)).bearer_auth(token);
+        request.send().await.unwrap()
+    }
+
+    /// `PUT path` with a bearer token and `body` as it is (JSON content type).
+    pub async fn client_put_raw(
+        &self,
+        path: &str,
+        token: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let request = self.client.put(self.url(path)).bearer_auth(token);
+        let request = request
+            .header("content-type", "application/json")
+            .body(body);
+        request.send().await.unwrap()
+    }
+
+    /// The config file the process was started with.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
     /// Status of `GET path` with a bearer token.
     pub async fn status_with(&self, path: &str, token: &str) -> u16 {
         self.get(path)

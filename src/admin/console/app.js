@@ -17,6 +17,7 @@ const ACTIONS = {
   logout_all: 'Logged all users out',
   user_logout: 'Signed a user out',
   logout_others: 'Signed out their other sessions',
+  policy_update: 'Changed the workspace policy',
 };
 
 // Why a token was refused (SPEC section 3), in words.
@@ -25,6 +26,9 @@ const REFUSALS = {
   session_invalidated: 'every session of this workspace was signed out',
   session_revoked: 'your sessions were signed out',
   expired: 'your sign-in has expired',
+  ip_not_allowed: "your IP address is not in this workspace's allow-list",
+  sign_in_method_not_allowed: 'this workspace requires another sign-in method',
+  session_too_old: 'this workspace requires a more recent sign-in',
 };
 
 const page = {
@@ -45,7 +49,12 @@ class ApiError extends Error {
 }
 
 async function call(method, path, body) {
-  const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+  return (await exchange(method, path, body)).answer;
+}
+
+/** One API call: the JSON answer and the response headers; an ApiError when refused. */
+async function exchange(method, path, body, headers = {}) {
+  const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json', ...headers } };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -60,7 +69,7 @@ async function call(method, path, body) {
   if (!response.ok) {
     throw new ApiError(response.status, answer);
   }
-  return answer;
+  return { answer, headers: response.headers };
 }
 
 function describe(status, body) {
@@ -73,9 +82,11 @@ function describe(status, body) {
     case 401:
       return `You are not signed in any more: ${REFUSALS[body && body.reason] || detail || 'your sign-in was refused'}.`;
     case 403:
-      return `You are not allowed to do this: ${detail || 'the gateway refused it'}.`;
+      return `You are not allowed to do this: ${REFUSALS[body && body.reason] || detail || 'the gateway refused it'}.`;
     case 409:
       return `This conflicts with the current settings: ${detail || 'nothing was changed'}.`;
+    case 412:
+      return 'Someone else changed the policy since this page loaded it. Their version is shown now; review it and save again.';
     case 413:
       return 'What you entered is too long. Shorten the reason or the ticket and try again.';
     case 503:
@@ -152,7 +163,7 @@ async function start() {
   for (const element of document.querySelectorAll('.workspace-name')) {
     element.textContent = me.workspace;
   }
-  for (const id of ['state', 'user', 'audit', 'danger']) {
+  for (const id of ['state', 'user', 'policy', 'audit', 'danger']) {
     $(id).hidden = false;
   }
   await refresh();
@@ -175,7 +186,7 @@ function refuse(title, text) {
 
 /** Reloads what a change may have changed. */
 async function refresh() {
-  await Promise.all([loadSessions(), loadAudit()]);
+  await Promise.all([loadSessions(), loadAudit(), loadPolicy()]);
 }
 
 // --- session state and audit trail ------------------------------------------------------
@@ -281,6 +292,104 @@ async function signOutOthers() {
   }
 }
 
+// --- the workspace policy (SPEC section 9) ---------------------------------------------
+
+/** The policy as loaded, with its ETag: a save sends it back in If-Match. */
+const policyState = { etag: null };
+
+async function loadPolicy() {
+  $('my-ip').textContent = page.me.client_ip;
+  try {
+    const { answer, headers } = await exchange('GET', workspacePath('policy'));
+    policyState.etag = headers.get('ETag');
+    showPolicy(answer);
+    showError('policy-error', null);
+  } catch (error) {
+    showError('policy-error', error);
+  }
+}
+
+function showPolicy(policy) {
+  $('policy-ips').value = (policy.ip_allowlist || []).join('\n');
+  $('policy-claims').value = policy.require_claims
+    .map((rule) => `${rule.claim}: ${rule.any_of.join(', ')}`)
+    .join('\n');
+  $('policy-age').value = policy.max_session_age_secs == null ? '' : String(policy.max_session_age_secs);
+  $('policy-logout').checked = false;
+  $('policy-updated').textContent = policy.updated_at
+    ? `Last changed ${rfc3339Time(policy.updated_at)} by ${policy.updated_by || 'an unnamed admin'}.`
+    : 'This workspace has no policy yet: every IP address, sign-in method and session age is accepted.';
+}
+
+const lines = (id) =>
+  $(id)
+    .value.split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line);
+
+/** The form as a policy document; a line it cannot read is an error in words. */
+function policyDocument() {
+  const ips = lines('policy-ips');
+  const claims = lines('policy-claims').map((line) => {
+    const colon = line.indexOf(':');
+    const values = line.slice(colon + 1).split(',').map((v) => v.trim()).filter((v) => v);
+    if (colon < 1 || values.length === 0) {
+      throw new Error(`Required sign-in claims: write "${line}" as claim: value, value.`);
+    }
+    return { claim: line.slice(0, colon).trim(), any_of: values };
+  });
+  const age = $('policy-age').value.trim();
+  if (age && !/^[0-9]+$/.test(age)) {
+    throw new Error('Maximum session age: enter a whole number of seconds, or leave it empty.');
+  }
+  const body = {
+    ip_allowlist: ips.length ? ips : null,
+    require_claims: claims,
+    max_session_age_secs: age ? Number(age) : null,
+    logout: $('policy-logout').checked,
+  };
+  const reason = $('policy-reason').value.trim();
+  if (reason) body.reason = reason;
+  return body;
+}
+
+function addMyIp() {
+  const ip = page.me.client_ip;
+  if (!lines('policy-ips').includes(ip)) {
+    const current = $('policy-ips').value.trimEnd();
+    $('policy-ips').value = current ? `${current}\n${ip}` : ip;
+  }
+  $('policy-ips').focus();
+}
+
+async function savePolicy(event) {
+  event.preventDefault();
+  let body;
+  try {
+    body = policyDocument();
+  } catch (error) {
+    showError('policy-error', error);
+    return;
+  }
+  $('policy-submit').disabled = true;
+  try {
+    const headers = policyState.etag ? { 'If-Match': policyState.etag } : {};
+    const { answer, headers: answered } = await exchange('PUT', workspacePath('policy'), body, headers);
+    policyState.etag = answered.get('ETag');
+    showPolicy(answer);
+    showError('policy-error', null);
+    $('policy-reason').value = '';
+    const logout = answer.sessions_valid_after == null ? '' : ' Everyone else was signed out; your session stays signed in.';
+    announce(`The workspace policy was saved.${logout}`);
+    await Promise.all([loadSessions(), loadAudit()]);
+  } catch (error) {
+    showError('policy-error', error);
+    if (error.status === 412) await loadPolicy().then(() => showError('policy-error', error));
+  } finally {
+    $('policy-submit').disabled = false;
+  }
+}
+
 // --- log all users out: the confirmation dialog -----------------------------------------
 
 function openLogoutAll() {
@@ -334,6 +443,8 @@ async function logOutAll(event) {
 
 $('user-form').addEventListener('submit', signOutUser);
 $('logout-others').addEventListener('click', signOutOthers);
+$('policy-form').addEventListener('submit', savePolicy);
+$('add-my-ip').addEventListener('click', addMyIp);
 $('open-logout-all').addEventListener('click', openLogoutAll);
 $('la-confirm').addEventListener('input', checkConfirmation);
 $('logout-all-form').addEventListener('submit', logOutAll);

@@ -45,7 +45,7 @@ impl Keys {
             Record::Cutoff { scope, cutoff } => {
                 let (key, field) = self.cutoff_field(scope)?;
                 let stored = serde_json::to_string(cutoff)?;
-                (key, field, "valid_after", stored, None)
+                (key, field, Some("valid_after"), stored, None)
             }
             Record::RevokedSid {
                 workspace,
@@ -55,20 +55,32 @@ impl Keys {
                 let field = pair_field(workspace, sid)?;
                 let stored = serde_json::to_string(revoked)?;
                 let index = Some(&self.sids_expiry);
-                (self.sids.as_str(), field, "expires_at", stored, index)
+                (self.sids.as_str(), field, Some("expires_at"), stored, index)
+            }
+            Record::Policy { workspace, policy } => {
+                let stored = serde_json::to_string(policy)?;
+                (
+                    self.policies.as_str(),
+                    workspace.clone(),
+                    None,
+                    stored,
+                    None,
+                )
             }
         };
         let mut effect = json!({
             "kind": "restore",
             "key": key,
             "field": field,
-            "rank": rank,
             "value": value,
             "version": version,
             "stored": stored,
             "record": serde_json::to_string(record)?,
         });
         // Absent rather than null: cjson decodes null as a value Lua finds true.
+        if let Some(rank) = rank {
+            effect["rank"] = json!(rank);
+        }
         if let Some(index) = index {
             effect["index"] = json!(index);
         }
