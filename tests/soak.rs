@@ -1,6 +1,7 @@
 //! Mixed-load soak (not in CI): `SOAK_CLIENTS` clients (200) for `SOAK_SECS` (60) across
-//! two instances on one Redis, with logout-alls and identity-provider back-channel
-//! logouts during the load. Each client owns a workspace and a user, so a model predicts
+//! two instances on one Redis, with logout-alls, identity-provider back-channel logouts
+//! and workspace policy changes during the load (each policy a maximum session age no
+//! token of the soak reaches, so answers stay predictable). Each client owns a workspace and a user, so a model predicts
 //! every answer: zero 5xx and zero wrong answers are required; figures are printed.
 //!
 //! `cargo test --release --test soak -- --ignored --nocapture` (or `benches/soak.sh`).
@@ -35,6 +36,7 @@ struct Tally {
     requests: Vec<Duration>,
     logouts: Vec<Duration>,
     signals: Vec<Duration>,
+    policies: Vec<Duration>,
     server_errors: usize,
     wrong: Vec<String>,
 }
@@ -72,6 +74,7 @@ async fn mixed_load_across_two_instances_gets_every_answer_right() {
         total.requests.extend(tally.requests);
         total.logouts.extend(tally.logouts);
         total.signals.extend(tally.signals);
+        total.policies.extend(tally.policies);
         total.server_errors += tally.server_errors;
         total.wrong.extend(tally.wrong);
     }
@@ -81,6 +84,7 @@ async fn mixed_load_across_two_instances_gets_every_answer_right() {
         ("proxied requests", &mut total.requests),
         ("logout-alls", &mut total.logouts),
         ("back-channel logouts", &mut total.signals),
+        ("policy changes", &mut total.policies),
     ] {
         let rate = samples.len() as f64 / seconds;
         println!("  {what}: {rate:.0}/s, {}", summary(samples));
@@ -122,6 +126,7 @@ async fn client(gws: Arc<[Gateway; 2]>, id: usize, until: Instant) -> Tally {
         match roll {
             0..3 => logout_all(home, &workspace, &root, &mut model, &mut tally).await,
             3..5 => backchannel(home, &user, &mut model, &mut tally).await,
+            5 => policy(home, &workspace, &root, step, &mut tally).await,
             _ => {
                 let gw = model.settled_on((step >> 20) % 2, id % 2);
                 request(&gws[gw], &old, model.old_passes(), &mut tally).await;
@@ -164,6 +169,19 @@ async fn backchannel(gw: &Gateway, user: &str, model: &mut Model, tally: &mut Ta
     match answer.status {
         200 => model.signal = Some((after, Instant::now())),
         status => tally.failed(status, format!("back-channel logout {user}: {answer:?}")),
+    }
+}
+
+/// A whole new policy for the workspace: a maximum session age of a day or more.
+async fn policy(gw: &Gateway, workspace: &str, root: &str, step: usize, tally: &mut Tally) {
+    let body = serde_json::json!({"max_session_age_secs": 86_400 + step % 1000});
+    let sent = Instant::now();
+    let rsp = gw.put_policy(workspace, root, &body).send().await.unwrap();
+    tally.policies.push(sent.elapsed());
+    let status = rsp.status().as_u16();
+    if status != 200 {
+        let answer = rsp.text().await.unwrap_or_default();
+        tally.failed(status, format!("policy {workspace}: {status} {answer}"));
     }
 }
 
