@@ -15,8 +15,9 @@ impl Sessions {
         let action = change.audit.action;
         let committed = match store.commit(change).await {
             Ok(committed) => committed,
-            // Not a failure: the signal it carries was committed before.
-            Err(StoreError::Replayed) => return Err(StoreError::Replayed),
+            // Not failures: the signal it carries was committed before, or the scheduled
+            // logout it is about was settled by another change.
+            Err(error @ (StoreError::Replayed | StoreError::NotPending)) => return Err(error),
             Err(StoreError::Unreplicated {
                 committed,
                 acknowledged,
@@ -84,6 +85,7 @@ fn log_audit(record: &AuditRecord) {
         client_ip = record.client_ip,
         user_agent = record.user_agent,
         sessions_valid_after = record.sessions_valid_after,
+        scheduled_at = record.scheduled_at,
         "{} committed",
         record.action.as_str(),
     );

@@ -33,7 +33,7 @@ impl Heal {
         }
     }
 
-    /// The hash of `record`'s key (its scope; workspace and sid; workspace): the same in the
+    /// The hash of `record`'s key (its scope; workspace and sid; workspace and kind): the same in the
     /// store and in memory.
     fn key(&self, record: &Record) -> u64 {
         match record {
@@ -42,7 +42,8 @@ impl Heal {
                 self.keys
                     .hash_one((1u8, workspace.as_deref(), sid.as_str()))
             }
-            Record::Policy { workspace, .. } => self.keys.hash_one((2u8, workspace)),
+            Record::Schedule { workspace, .. } => self.keys.hash_one((2u8, workspace)),
+            Record::Policy { workspace, .. } => self.keys.hash_one((3u8, workspace)),
         }
     }
 

@@ -57,6 +57,14 @@ impl Keys {
                 let index = Some(&self.sids_expiry);
                 (self.sids.as_str(), field, Some("expires_at"), stored, index)
             }
+            Record::Schedule {
+                workspace,
+                schedule,
+            } => {
+                let stored = serde_json::to_string(schedule)?;
+                let key = self.schedules.as_str();
+                (key, workspace.clone(), None, stored, None)
+            }
             Record::Policy { workspace, policy } => {
                 let stored = serde_json::to_string(policy)?;
                 (
