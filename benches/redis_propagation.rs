@@ -15,7 +15,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Gateway, admin, gateway, now, redis_server, token, upstream};
+use support::{Gateway, admin, gateway, now, redis_server, summary, token, upstream};
 
 const LOGOUTS: usize = 200;
 const INSTANCES: usize = 3;
@@ -77,18 +77,6 @@ async fn refused_after(gw: &Gateway, jwt: &str, sent: Instant) -> Duration {
         assert!(sent.elapsed() < Duration::from_secs(5), "never propagated");
     }
     sent.elapsed()
-}
-
-fn summary(samples: &mut [Duration]) -> String {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    format!(
-        "p50 {:.2?}  p99 {:.2?}  max {:.2?}  (n = {})",
-        at(0.5),
-        at(0.99),
-        at(1.0),
-        samples.len()
-    )
 }
 
 async fn scale(redis: &support::RedisServer) {

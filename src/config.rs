@@ -210,6 +210,27 @@ pub struct RedisConfig {
     pub resync: Duration,
     /// `store.max_staleness_secs`; `None` when 0 (enforce cached cutoffs however old).
     pub max_staleness: Option<Duration>,
+    /// `store.redis_sentinels` and `store.redis_master_name`: `None` without Sentinels
+    /// (the URL names the server).
+    pub sentinel: Option<SentinelConfig>,
+    /// `store.redis_min_replicas` and `store.redis_wait_timeout_ms`.
+    pub replication: Replication,
+}
+
+/// Redis Sentinel: the primary is looked up through these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelConfig {
+    /// `(host, port)` of each Sentinel.
+    pub sentinels: Vec<(String, u16)>,
+    pub master_name: String,
+}
+
+/// How many replicas must hold a commit before it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    /// 0: answer once the primary has it (no `WAIT`).
+    pub min_replicas: u32,
+    pub wait_timeout: Duration,
 }
 
 /// `store.redis_url`, which may carry a password: `Debug` never shows it.
@@ -523,6 +544,55 @@ mod tests {
             assert!(message.starts_with(key), "{var}={value}: {message}");
             assert!(!message.contains("hunter2"), "{message}");
         }
+    }
+
+    #[test]
+    fn sentinels_and_replicas_are_read_and_checked() {
+        let text = format!(
+            "{MINIMAL}\n[store]\nbackend = \"redis\"\nredis_sentinels = [\"10.0.0.1:26379\", \"s2:26380\"]\n\
+             redis_master_name = \"primary\"\nredis_min_replicas = 1\nredis_wait_timeout_ms = 250\n"
+        );
+        let config = Config::from_toml(&text, &[("SECRET", "x")]).unwrap();
+        let StoreConfig::Redis(redis) = &config.store else {
+            panic!("redis backend expected");
+        };
+        let sentinel = redis.sentinel.as_ref().unwrap();
+        assert_eq!(
+            sentinel.sentinels,
+            [("10.0.0.1".to_string(), 26379), ("s2".to_string(), 26380)]
+        );
+        assert_eq!(sentinel.master_name, "primary");
+        assert_eq!(redis.replication.min_replicas, 1);
+        assert_eq!(redis.replication.wait_timeout, Duration::from_millis(250));
+        let bad = [
+            ("redis_sentinels = [\"s1\"]", "store.redis_sentinels"),
+            ("redis_sentinels = [\"s1:0\"]", "store.redis_sentinels"),
+            ("redis_sentinels = [\":26379\"]", "store.redis_sentinels"),
+            ("redis_sentinels = [\"s1:99999\"]", "store.redis_sentinels"),
+            (
+                "redis_sentinels = [\"s1:1\"]\nredis_master_name = \" \"",
+                "store.redis_master_name",
+            ),
+            ("redis_wait_timeout_ms = 0", "store.redis_wait_timeout_ms"),
+            (
+                "redis_wait_timeout_ms = 60001",
+                "store.redis_wait_timeout_ms",
+            ),
+        ];
+        for (line, key) in bad {
+            let text = format!("{MINIMAL}\n[store]\nbackend = \"redis\"\n{line}\n");
+            let message = Config::from_toml(&text, &[("SECRET", "x")])
+                .unwrap_err()
+                .to_string();
+            assert!(message.starts_with(key), "{line}: {message}");
+        }
+        let text = format!("{MINIMAL}\n[store]\nbackend = \"redis\"\n");
+        let store = Config::from_toml(&text, &[("SECRET", "x")]).unwrap().store;
+        let StoreConfig::Redis(redis) = store else {
+            panic!("redis backend expected: {store:?}");
+        };
+        assert_eq!(redis.sentinel, None, "no Sentinels by default");
+        assert_eq!(redis.replication.min_replicas, 0);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::store::{Cutoff, Record, Scope, Store, StoreError, StoredPolicy};
 mod activity;
 mod commit;
 mod cutoffs;
+mod heal;
 mod metrics;
 pub mod policy;
 mod revoked;
@@ -166,6 +167,60 @@ impl Sessions {
         if changed {
             self.changes.send_modify(|generation| *generation += 1);
         }
+    }
+
+    /// The record memory holds for the key of `record` (the same scope, or sid).
+    pub fn held(&self, record: &Record) -> Option<Record> {
+        match record {
+            Record::Cutoff { scope, .. } => self.cutoffs.get(scope).map(|cutoff| Record::Cutoff {
+                scope: scope.clone(),
+                cutoff,
+            }),
+            Record::RevokedSid { workspace, sid, .. } => self
+                .revoked
+                .get(workspace.as_deref(), sid)
+                .map(|revoked| Record::RevokedSid {
+                    workspace: workspace.clone(),
+                    sid: sid.clone(),
+                    revoked,
+                }),
+            Record::Schedule { workspace, .. } => {
+                self.schedules
+                    .get(workspace)
+                    .map(|schedule| Record::Schedule {
+                        workspace: workspace.clone(),
+                        schedule,
+                    })
+            }
+            Record::Policy { workspace, .. } => {
+                self.policies.version(workspace)?;
+                Some(Record::Policy {
+                    workspace: workspace.clone(),
+                    policy: self.policies.get(workspace),
+                })
+            }
+        }
+    }
+
+    /// The rank of the record memory holds for the key of `record` (no copy of it).
+    pub fn held_rank(&self, record: &Record) -> Option<(i64, u64)> {
+        match record {
+            Record::Cutoff { scope, .. } => self.cutoffs.rank(scope),
+            Record::RevokedSid { workspace, sid, .. } => self
+                .revoked
+                .get(workspace.as_deref(), sid)
+                .map(|revoked| revoked.rank()),
+            Record::Schedule { workspace, .. } => self.schedules.version(workspace).map(|v| (0, v)),
+            Record::Policy { workspace, .. } => self.policies.version(workspace).map(|v| (0, v)),
+        }
+    }
+
+    /// Hands every record memory holds to `visit` (which must not call back into `self`).
+    pub fn for_each_record(&self, mut visit: impl FnMut(Record)) {
+        self.cutoffs.for_each(&mut visit);
+        self.revoked.for_each(&mut visit);
+        self.schedules.for_each(&mut visit);
+        self.policies.for_each(visit);
     }
 
     /// Forgets expired revocations every minute, for as long as it is polled. Nothing to

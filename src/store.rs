@@ -66,7 +66,7 @@ pub struct Committed {
     pub notified: Option<u64>,
 }
 
-/// The store could not do what was asked; nothing was changed.
+/// The store could not do what was asked; nothing was changed (except `Unreplicated`).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store.path: {path}: {source}")]
@@ -100,6 +100,20 @@ pub enum StoreError {
     Timeout,
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// `ROLE` says the server is no longer the primary (Sentinel demoted it).
+    #[error("the Redis server is no longer the primary")]
+    Demoted,
+    /// Committed on the primary, but fewer replicas than `store.redis_min_replicas`
+    /// acknowledged it in time: it may be lost by a failover, so it is not reported as
+    /// done. Memory enforces it anyway (never less than the store holds).
+    #[error(
+        "{acknowledged} of {wanted} replicas acknowledged the commit within store.redis_wait_timeout_ms"
+    )]
+    Unreplicated {
+        committed: Box<Committed>,
+        acknowledged: u64,
+        wanted: u32,
+    },
     /// Not a failure: the change carries a signal the store already accepted, so it was
     /// not written again.
     #[error("the signal was accepted before; nothing changed")]

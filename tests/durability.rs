@@ -453,3 +453,59 @@ async fn a_store_that_cannot_grow_answers_503_changes_nothing_and_recovers() {
     let gw = gw.crash_and_restart().await;
     assert_eq!(snapshot(&gw, "acme", &ada).await, before_restart);
 }
+
+/// A burst of concurrent logout-alls of `round`'s workspaces; `gw` is SIGKILLed once a
+/// few were answered, with the rest in flight. The workspaces whose logout got a 200.
+async fn burst_then_kill(gw: &mut Gateway, round: usize) -> Vec<String> {
+    const BURST: usize = 24;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..BURST {
+        let workspace = format!("r{round}-ws{i}");
+        let root = admin("root", &workspace).sign();
+        let url = gw.url(&format!(
+            "/_sessiongate/v1/workspaces/{workspace}/logout-all"
+        ));
+        tasks.spawn(async move {
+            let rsp = support::client().post(url).bearer_auth(root).send().await;
+            rsp.is_ok_and(|rsp| rsp.status() == 200)
+                .then_some(workspace)
+        });
+    }
+    let mut acknowledged = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        acknowledged.extend(done.unwrap());
+        if acknowledged.len() == BURST / 3 {
+            gw.kill9();
+        }
+    }
+    acknowledged
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_during_bursts_of_concurrent_logouts_loses_no_acknowledged_one() {
+    let upstream = upstream().await;
+    let mut gw = gateway(&upstream).start().await;
+    let mut acknowledged = Vec::new();
+    for round in 0..4 {
+        let answered = burst_then_kill(&mut gw, round).await;
+        assert!(!answered.is_empty(), "round {round}: some were answered");
+        println!(
+            "round {round}: {} of 24 logouts answered 200 before SIGKILL",
+            answered.len()
+        );
+        acknowledged.extend(answered);
+        gw = gw.crash_and_restart().await;
+        for workspace in &acknowledged {
+            let alice = token()
+                .sub("alice")
+                .workspace(workspace)
+                .iat(earlier())
+                .sign();
+            assert_eq!(
+                outcome(&gw, &alice).await,
+                refused("session_invalidated"),
+                "round {round}: {workspace}"
+            );
+        }
+    }
+}

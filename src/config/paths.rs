@@ -22,7 +22,8 @@ pub struct PublicPaths {
     prefixes: Vec<String>,
 }
 
-/// Refuses dot-segments, backslashes and percent-encoded `.`, `/`, `\` anywhere in `path`.
+/// Refuses dot-segments, backslashes and percent-encoded `.`, `/`, `\` (encoded once or
+/// more) anywhere in `path`.
 pub fn check_path(path: &str) -> Result<(), BadPath> {
     if !path.starts_with('/') {
         return Err(BadPath::NotAbsolute);
@@ -42,7 +43,23 @@ pub fn check_path(path: &str) -> Result<(), BadPath> {
     Ok(())
 }
 
+/// An encoded `.`, `/` or `\` at any depth of encoding: `%252f` is `%2f` to an upstream
+/// that decodes once more (and `/` to one that decodes twice).
 fn has_encoded_separator(path: &[u8]) -> bool {
+    let mut current = std::borrow::Cow::Borrowed(path);
+    loop {
+        if encodes_separator(&current) {
+            return true;
+        }
+        // Each decoding of a `%25` shortens the path, so this ends.
+        if !current.windows(3).any(|w| w == b"%25") {
+            return false;
+        }
+        current = std::borrow::Cow::Owned(percent_encoding::percent_decode(&current).collect());
+    }
+}
+
+fn encodes_separator(path: &[u8]) -> bool {
     path.windows(3).any(|w| {
         w[0] == b'%'
             && matches!(
@@ -104,6 +121,10 @@ mod tests {
             "/assets/%5Cadmin",
             "/assets\\..\\admin",
             "/a%2e",
+            "/assets/%252e%252e/admin",
+            "/assets%252fadmin",
+            "/assets%25252Fadmin",
+            "/assets/%255c",
         ];
         for path in tricks {
             assert!(check_path(path).is_err(), "{path} should be refused");
@@ -119,6 +140,7 @@ mod tests {
             "/x%20y",
             "/%41",
             "/a/.../b",
+            "/100%25/x",
         ] {
             assert_eq!(check_path(path), Ok(()), "{path}");
         }

@@ -181,6 +181,11 @@ pub struct RawStore {
     pub redis_ca_file: Option<String>,
     pub resync_secs: u64,
     pub max_staleness_secs: u64,
+    /// `host:port` of Redis Sentinels: the primary is found through them.
+    pub redis_sentinels: Vec<String>,
+    pub redis_master_name: String,
+    pub redis_min_replicas: u32,
+    pub redis_wait_timeout_ms: u64,
 }
 
 /// `[log]`
@@ -315,6 +320,10 @@ impl Default for RawStore {
             redis_ca_file: None,
             resync_secs: 30,
             max_staleness_secs: 0,
+            redis_sentinels: Vec::new(),
+            redis_master_name: "mymaster".into(),
+            redis_min_replicas: 0,
+            redis_wait_timeout_ms: 1000,
         }
     }
 }

@@ -12,8 +12,8 @@ use super::raw::{
 };
 use super::{
     AuthConfig, ClaimPath, Config, ConfigError, ConfigWarning, JwtConfig, KeyConfig, KeySource,
-    LogConfig, LogFormat, RedisConfig, RedisUrl, RemoteJwksConfig, ServerConfig, SessionsConfig,
-    StoreConfig, TimeClaim, TlsConfig, UpstreamConfig,
+    LogConfig, LogFormat, RedisConfig, RedisUrl, RemoteJwksConfig, Replication, SentinelConfig,
+    ServerConfig, SessionsConfig, StoreConfig, TimeClaim, TlsConfig, UpstreamConfig,
 };
 use super::{PublicPaths, check_path, signals};
 
@@ -461,6 +461,62 @@ fn redis_store(
         resync: Duration::from_secs(raw.resync_secs),
         max_staleness: (raw.max_staleness_secs > 0)
             .then(|| Duration::from_secs(raw.max_staleness_secs)),
+        sentinel: sentinel(raw.redis_sentinels, raw.redis_master_name)?,
+        replication: replication(raw.redis_min_replicas, raw.redis_wait_timeout_ms)?,
+    })
+}
+
+/// No Sentinels: the URL names the server. Otherwise every entry must be `host:port`.
+fn sentinel(
+    sentinels: Vec<String>,
+    master_name: String,
+) -> Result<Option<SentinelConfig>, ConfigError> {
+    if sentinels.is_empty() {
+        return Ok(None);
+    }
+    let sentinels = sentinels
+        .iter()
+        .map(|entry| sentinel_address(entry))
+        .collect::<Result<Vec<_>, _>>()?;
+    if master_name.trim().is_empty() {
+        return Err(invalid(
+            "store.redis_master_name",
+            "must name the primary the Sentinels monitor",
+        ));
+    }
+    Ok(Some(SentinelConfig {
+        sentinels,
+        master_name,
+    }))
+}
+
+fn sentinel_address(entry: &str) -> Result<(String, u16), ConfigError> {
+    let bad = || {
+        invalid(
+            "store.redis_sentinels",
+            format!("{entry:?} is not host:port (port 1 to 65535)"),
+        )
+    };
+    let (host, port) = entry.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 || host.contains(['/', '@', ' ']) {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
+}
+
+/// `WAIT n 0` would block forever: a commit waits for a bounded time or not at all.
+fn replication(min_replicas: u32, wait_timeout_ms: u64) -> Result<Replication, ConfigError> {
+    if !(1..=60_000).contains(&wait_timeout_ms) {
+        return Err(invalid(
+            "store.redis_wait_timeout_ms",
+            "must be 1 to 60000 (milliseconds)",
+        ));
+    }
+    Ok(Replication {
+        min_replicas,
+        wait_timeout: Duration::from_millis(wait_timeout_ms),
     })
 }
 

@@ -13,24 +13,56 @@ impl Sessions {
     /// when the store fails.
     pub async fn commit(&self, store: &Store, change: Change) -> Result<Committed, StoreError> {
         let action = change.audit.action;
-        let committed = store
-            .commit(change)
-            .await
-            .inspect_err(|error| match error {
-                // Not failures: the signal it carries was committed before, or the
-                // scheduled logout it is about was settled by another change.
-                StoreError::Replayed | StoreError::NotPending => {}
-                error => tracing::error!(%error, action = action.as_str(), "change not committed"),
-            })?;
+        let committed = match store.commit(change).await {
+            Ok(committed) => committed,
+            // Not failures: the signal it carries was committed before, or the scheduled
+            // logout it is about was settled by another change.
+            Err(error @ (StoreError::Replayed | StoreError::NotPending)) => return Err(error),
+            Err(StoreError::Unreplicated {
+                committed,
+                acknowledged,
+                wanted,
+            }) => return Err(self.unreplicated(*committed, acknowledged, wanted)),
+            Err(error) => {
+                tracing::error!(%error, action = action.as_str(), "change not committed");
+                return Err(error);
+            }
+        };
+        self.apply_all(&committed);
+        self.metrics.committed(action);
+        self.commits.send_modify(|count| *count += 1);
+        log_audit(&committed.audit);
+        Ok(committed)
+    }
+
+    fn apply_all(&self, committed: &Committed) {
         committed
             .records
             .iter()
             .cloned()
             .for_each(|record| self.apply(record));
-        self.metrics.committed(action);
+    }
+
+    /// In the store but maybe not on enough replicas: enforced here anyway (memory never
+    /// holds less than the store), answered as not done.
+    fn unreplicated(&self, committed: Committed, acknowledged: u64, wanted: u32) -> StoreError {
+        self.apply_all(&committed);
+        self.metrics.store_unreplicated_commits.inc();
+        // Its events are queued all the same.
         self.commits.send_modify(|count| *count += 1);
-        log_audit(&committed.audit);
-        Ok(committed)
+        let action = committed.audit.action.as_str();
+        tracing::error!(
+            audit_id = committed.audit.id,
+            action,
+            acknowledged,
+            wanted,
+            "change committed on the primary but not acknowledged by store.redis_min_replicas replicas; answered 503"
+        );
+        StoreError::Unreplicated {
+            committed: Box::new(committed),
+            acknowledged,
+            wanted,
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use dashmap::DashMap;
 
-use crate::store::{Cutoff, Scope};
+use crate::store::{Cutoff, Record, Scope};
 
 /// Cutoffs of every workspace, each with its users' cutoffs, and the subject-wide ones.
 #[derive(Debug, Default)]
@@ -105,6 +105,50 @@ impl Cutoffs {
             .unwrap_or(0)
     }
 
+    /// Hands every cutoff held to `visit` (which must not call back into `self`).
+    pub fn for_each(&self, mut visit: impl FnMut(Record)) {
+        for workspace in &self.workspaces {
+            let name = workspace.key();
+            if let Some(cutoff) = &workspace.cutoff {
+                let scope = Scope::Workspace(name.to_string());
+                visit(Record::Cutoff {
+                    scope,
+                    cutoff: cutoff.clone(),
+                });
+            }
+            for (subject, cutoff) in &workspace.users {
+                let scope = Scope::User {
+                    workspace: name.to_string(),
+                    subject: subject.to_string(),
+                };
+                visit(Record::Cutoff {
+                    scope,
+                    cutoff: cutoff.clone(),
+                });
+            }
+        }
+        for subject in &self.subjects {
+            let scope = Scope::Subject(subject.key().to_string());
+            let cutoff = subject.value().clone();
+            visit(Record::Cutoff { scope, cutoff });
+        }
+    }
+
+    /// The rank of the cutoff enforced for `scope` (no copy of it).
+    pub fn rank(&self, scope: &Scope) -> Option<(i64, u64)> {
+        match scope {
+            Scope::Workspace(ws) => Some(self.workspaces.get(ws.as_str())?.cutoff.as_ref()?.rank()),
+            Scope::User { workspace, subject } => Some(
+                self.workspaces
+                    .get(workspace.as_str())?
+                    .users
+                    .get(subject.as_str())?
+                    .rank(),
+            ),
+            Scope::Subject(subject) => Some(self.subjects.get(subject.as_str())?.rank()),
+        }
+    }
+
     /// The cutoff currently enforced for `scope`.
     pub fn get(&self, scope: &Scope) -> Option<Cutoff> {
         match scope {
@@ -164,9 +208,10 @@ fn install_subject(subjects: &DashMap<Box<str>, Cutoff>, subject: &str, cutoff: 
     }
 }
 
-/// Versions only grow: a stale update (out of order, or replayed) changes nothing.
+/// Only a higher rank (value, then version) replaces: a stale update (out of order,
+/// replayed, or from a store that lost data) changes nothing.
 fn replace_if_older(current: &mut Cutoff, candidate: Cutoff) -> bool {
-    let newer = candidate.version > current.version;
+    let newer = candidate.rank() > current.rank();
     if newer {
         *current = candidate;
     }
@@ -285,8 +330,48 @@ mod tests {
         assert_eq!(sessions.get(&user).map(|c| c.valid_after), Some(3000));
         let everywhere = Scope::Subject("bob".into());
         assert!(sessions.apply(&everywhere, cutoff(3000, None, 7)));
-        assert!(!sessions.apply(&everywhere, cutoff(9000, None, 6)));
-        assert_eq!(sessions.get(&everywhere).map(|c| c.valid_after), Some(3000));
+        assert!(!sessions.apply(&everywhere, cutoff(3000, None, 6)));
+        assert_eq!(sessions.get(&everywhere).map(|c| c.version), Some(7));
+    }
+
+    #[test]
+    fn every_cutoff_held_is_visited_with_its_rank() {
+        let sessions = Cutoffs::default();
+        let scopes = [
+            Scope::Workspace("acme".into()),
+            Scope::User {
+                workspace: "acme".into(),
+                subject: "bob".into(),
+            },
+            Scope::Subject("carol".into()),
+        ];
+        for (i, scope) in scopes.iter().enumerate() {
+            sessions.apply(scope, cutoff(1000 + i as i64, None, 3));
+        }
+        let mut visited = Vec::new();
+        sessions.for_each(|record| visited.push(record));
+        assert_eq!(visited.len(), 3);
+        for record in visited {
+            let Record::Cutoff { scope, cutoff } = record else {
+                panic!("a cutoff: {record:?}");
+            };
+            assert_eq!(sessions.rank(&scope), Some(cutoff.rank()));
+        }
+        assert_eq!(sessions.rank(&Scope::Workspace("other".into())), None);
+    }
+
+    #[test]
+    fn a_newer_version_of_a_lower_cutoff_never_lowers_it() {
+        // A store that lost data assigns new versions to lower values.
+        let sessions = Cutoffs::default();
+        let scope = Scope::Workspace("acme".into());
+        assert!(sessions.apply(&scope, cutoff(3000, None, 5)));
+        assert!(!sessions.apply(&scope, cutoff(2000, None, 9)));
+        assert!(sessions.apply(&scope, cutoff(3000, Some("jti:later"), 6)));
+        assert_eq!(
+            sessions.get(&scope),
+            Some(cutoff(3000, Some("jti:later"), 6))
+        );
     }
 
     #[test]

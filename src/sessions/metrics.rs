@@ -23,6 +23,12 @@ pub(super) struct SessionMetrics {
     pub(super) store_disconnects: Counter,
     /// Shared store only: full resyncs completed (after each connect, every resync_secs).
     pub(super) store_resyncs: Counter,
+    /// Sentinel only: connections made to another primary than the last one.
+    pub(super) store_primary_changes: Counter,
+    /// Commits fewer replicas acknowledged than `store.redis_min_replicas` (answered 503).
+    pub(super) store_unreplicated_commits: Counter,
+    /// Records this instance wrote back to a store that lacked them or held them lower.
+    pub(super) store_restored_records: Counter,
     /// Workspaces with an activity window in memory (each at most 7 x 2 sketches).
     pub(super) activity_windows: Gauge,
 }
@@ -56,9 +62,27 @@ impl SessionMetrics {
             ),
         ]
         .map(|(name, help)| registered(registry, name, help, Gauge::default()));
-        let [store_disconnects, store_resyncs] = [
+        let [
+            store_disconnects,
+            store_resyncs,
+            store_primary_changes,
+            store_unreplicated_commits,
+            store_restored_records,
+        ] = [
             ("store_disconnects", "Links to the shared store lost"),
             ("store_resyncs", "Full resyncs from the shared store"),
+            (
+                "store_primary_changes",
+                "Redis Sentinel: connections made to a new primary (failovers followed)",
+            ),
+            (
+                "store_unreplicated_commits",
+                "Commits fewer replicas acknowledged than store.redis_min_replicas (answered 503)",
+            ),
+            (
+                "store_restored_records",
+                "Records written back to a shared store that lacked them or held them lower",
+            ),
         ]
         .map(|(name, help)| registered(registry, name, help, Counter::default()));
         let age = "Seconds since the last proof of sync with the shared store (0 for embedded)";
@@ -70,6 +94,9 @@ impl SessionMetrics {
             activity_windows,
             store_disconnects,
             store_resyncs,
+            store_primary_changes,
+            store_unreplicated_commits,
+            store_restored_records,
         }
     }
 

@@ -11,7 +11,7 @@ use dashmap::DashMap;
 use serde_json::{Map, Value};
 
 use crate::config::ClaimPath;
-use crate::store::{PolicyDocument, StoredPolicy};
+use crate::store::{PolicyDocument, Record, StoredPolicy};
 
 mod parse;
 mod ranges;
@@ -96,6 +96,21 @@ impl Policies {
                 entry.insert(Policy::compile(stored));
                 true
             }
+        }
+    }
+
+    /// The version of the policy held for `workspace`, if any.
+    pub fn version(&self, workspace: &str) -> Option<u64> {
+        self.workspaces.get(workspace).map(|p| p.stored.version)
+    }
+
+    /// Hands every policy held to `visit` (which must not call back into `self`).
+    pub fn for_each(&self, mut visit: impl FnMut(Record)) {
+        for entry in &self.workspaces {
+            visit(Record::Policy {
+                workspace: entry.key().to_string(),
+                policy: entry.stored.clone(),
+            });
         }
     }
 

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use dashmap::DashMap;
 
-use crate::store::Revoked;
+use crate::store::{Record, Revoked};
 
 /// Every revoked `sid` in force (expired ones are forgotten by `prune`).
 #[derive(Debug, Default)]
@@ -45,6 +45,33 @@ impl RevokedSids {
                 .entry(sid.into())
                 .or_default()
                 .install(workspace, revoked),
+        }
+    }
+
+    /// The revocation of `sid` held for `workspace` (`None`: everywhere).
+    pub fn get(&self, workspace: Option<&str>, sid: &str) -> Option<Revoked> {
+        let revocations = self.sids.get(sid)?;
+        match workspace {
+            None => revocations.everywhere,
+            Some(workspace) => revocations.workspaces.get(workspace).copied(),
+        }
+    }
+
+    /// Hands every revocation held to `visit` (which must not call back into `self`).
+    pub fn for_each(&self, mut visit: impl FnMut(Record)) {
+        for entry in &self.sids {
+            let sid = entry.key();
+            let record = |workspace: Option<&str>, revoked: Revoked| Record::RevokedSid {
+                workspace: workspace.map(str::to_string),
+                sid: sid.to_string(),
+                revoked,
+            };
+            if let Some(revoked) = entry.everywhere {
+                visit(record(None, revoked));
+            }
+            for (workspace, revoked) in &entry.workspaces {
+                visit(record(Some(workspace), *revoked));
+            }
         }
     }
 
@@ -87,9 +114,10 @@ impl Revocations {
     }
 }
 
-/// Versions only grow: a stale update (out of order, or replayed) changes nothing.
+/// Only a higher rank (value, then version) replaces: a stale update (out of order,
+/// replayed, or from a store that lost data) changes nothing.
 fn replace_if_older(current: &mut Revoked, candidate: Revoked) -> bool {
-    let newer = candidate.version > current.version;
+    let newer = candidate.rank() > current.rank();
     if newer {
         *current = candidate;
     }
@@ -122,7 +150,11 @@ mod tests {
     fn revocations_expire_and_older_versions_change_nothing() {
         let sids = RevokedSids::default();
         assert!(sids.apply(None, "s1", revoked(100, 2)));
-        assert!(!sids.apply(None, "s1", revoked(500, 1)));
+        assert!(!sids.apply(None, "s1", revoked(100, 1)));
+        assert!(
+            !sids.apply(None, "s1", revoked(50, 3)),
+            "a lower expiry never wins"
+        );
         assert!(sids.is_revoked("s1", "acme", 99.9));
         assert!(!sids.is_revoked("s1", "acme", 100.0));
         sids.prune(100.0);

@@ -7,7 +7,7 @@
 use dashmap::DashMap;
 use tokio::sync::watch;
 
-use crate::store::{Schedule, ScheduledLogout};
+use crate::store::{Record, Schedule, ScheduledLogout};
 
 /// Every workspace's schedule, and a signal for the task that applies them.
 #[derive(Debug)]
@@ -54,6 +54,26 @@ impl Schedules {
             self.changed.send_modify(|count| *count += 1);
         }
         installed
+    }
+
+    /// The schedule held for `workspace` (pending or not), if any.
+    pub fn get(&self, workspace: &str) -> Option<Schedule> {
+        self.workspaces.get(workspace).map(|s| s.clone())
+    }
+
+    /// The version of the schedule held for `workspace`, if any.
+    pub fn version(&self, workspace: &str) -> Option<u64> {
+        self.workspaces.get(workspace).map(|s| s.version)
+    }
+
+    /// Hands every schedule held to `visit` (which must not call back into `self`).
+    pub fn for_each(&self, mut visit: impl FnMut(Record)) {
+        for entry in &self.workspaces {
+            visit(Record::Schedule {
+                workspace: entry.key().to_string(),
+                schedule: entry.value().clone(),
+            });
+        }
     }
 
     /// Notified whenever a schedule changes.

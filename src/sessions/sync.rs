@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use tokio::time::{MissedTickBehavior, interval_at};
 
 use super::Sessions;
+use super::heal::Heal;
 use crate::store::{Published, RedisStore, StoreError, Subscription};
 
 /// How often both connections are pinged: a silent network failure shows within ~2 s.
@@ -37,7 +38,10 @@ pub async fn keep_in_sync(sessions: &Sessions, store: &RedisStore) {
     };
     loop {
         let error = match store.connect().await {
-            Ok(subscription) => follow(sessions, store, subscription, &mut link).await,
+            Ok(subscription) => {
+                link.connected(sessions, &subscription);
+                follow(sessions, store, subscription, &mut link).await
+            }
             Err(error) => error,
         };
         link.lost(sessions, store, &error);
@@ -103,10 +107,15 @@ async fn finish<F: Future + Unpin>(running: &mut Option<F>) -> F::Output {
     }
 }
 
-/// Loads every cutoff into memory; versions keep newer ones already there.
+/// Loads every cutoff into memory (ranks keep higher ones already there), then writes
+/// back what the store lacks or holds lower.
 async fn resync(sessions: &Sessions, store: &RedisStore) -> Result<usize, StoreError> {
     let started = std::time::Instant::now();
-    let count = store.load_into(|record| sessions.apply(record)).await?;
+    let mut heal = Heal::default();
+    let count = store
+        .load_into(|record| heal.load(sessions, record))
+        .await?;
+    heal.restore(sessions, store).await?;
     store.mark_synced();
     sessions.metrics.store_resyncs.inc();
     tracing::debug!(
@@ -133,6 +142,16 @@ fn apply(sessions: &Sessions, payload: &[u8]) {
 // === impl Link ===
 
 impl Link {
+    fn connected(&self, sessions: &Sessions, subscription: &Subscription) {
+        if let Some(previous) = &subscription.switched_from {
+            sessions.metrics.store_primary_changes.inc();
+            tracing::warn!(
+                previous,
+                "following a new Redis primary (Sentinel failover); resyncing"
+            );
+        }
+    }
+
     fn synced(&mut self, sessions: &Sessions, count: usize) {
         sessions.loaded(count);
         if self.outage_logged {

@@ -485,6 +485,7 @@ fn apply(txn: &WriteTransaction, effect: Effect, now: f64) -> Result<Vec<Record>
             prune(txn, seen, now)?;
             Ok(Vec::new())
         }
+        Effect::Restore { record } => Ok(restore(txn, record)?.into_iter().collect()),
         Effect::Schedule { workspace, pending } => {
             Ok(vec![schedule::replace(txn, workspace, pending)?])
         }
@@ -510,6 +511,65 @@ fn apply(txn: &WriteTransaction, effect: Effect, now: f64) -> Result<Vec<Record>
             replace_policy(txn, workspace, policy, if_version).map(|record| vec![record])
         }
     }
+}
+
+/// Writes `record` as it is where it outranks what the file holds.
+fn restore(txn: &WriteTransaction, record: Record) -> Result<Option<Record>, StoreError> {
+    match &record {
+        Record::Cutoff { scope, cutoff } => {
+            let current = read_cutoff(txn, scope)?;
+            if current.is_some_and(|current| current.rank() >= cutoff.rank()) {
+                return Ok(None);
+            }
+            write_cutoff(txn, scope, cutoff)?;
+        }
+        Record::RevokedSid {
+            workspace,
+            sid,
+            revoked,
+        } => {
+            let key = pair_field(workspace, sid)?;
+            let current: Option<Revoked> = read_json(txn, SIDS, &key)?;
+            if current.is_some_and(|current| current.rank() >= revoked.rank()) {
+                return Ok(None);
+            }
+            let expiry = (revoked.expires_at, current.map(|c| c.expires_at));
+            write_expiring(txn, (SIDS, SIDS_EXPIRY), &key, expiry, revoked)?;
+        }
+        Record::Policy { workspace, policy } => {
+            let version = |p: &StoredPolicy| p.version;
+            if !write_if_newer(txn, POLICIES, workspace, policy, version)? {
+                return Ok(None);
+            }
+        }
+        Record::Schedule {
+            workspace,
+            schedule,
+        } => {
+            let version = |s: &super::Schedule| s.version;
+            if !write_if_newer(txn, schedule::SCHEDULES, workspace, schedule, version)? {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(record))
+}
+
+/// Writes `value` under `key` unless what is there has the same or a newer version.
+fn write_if_newer<T: serde::Serialize + serde::de::DeserializeOwned>(
+    txn: &WriteTransaction,
+    table: JsonTable,
+    key: &str,
+    value: &T,
+    version: impl Fn(&T) -> u64,
+) -> Result<bool, StoreError> {
+    let current: Option<T> = read_json(txn, table, key)?;
+    if current.is_some_and(|current| version(&current) >= version(value)) {
+        return Ok(false);
+    }
+    let bytes = serde_json::to_vec(value)?;
+    txn.open_table(table)?.insert(key, bytes.as_slice())?;
+    Ok(true)
 }
 
 /// Stores `policy` as the workspace's next version, unless `if_version` names another

@@ -71,6 +71,10 @@ pub enum Effect {
         jti: String,
         expires_at: i64,
     },
+    /// Writes back a record an instance holds that the store lacks or holds lower (a
+    /// store that lost data heals from the fleet): written as it is, version included,
+    /// only where it outranks the stored one (`Record::rank`). Never audited.
+    Restore { record: Record },
     /// Sets the workspace's scheduled logout (`Some`, replacing any pending one) or cancels
     /// it (`None`). A cancel with nothing pending refuses the whole change as
     /// `StoreError::NotPending`.
@@ -339,6 +343,20 @@ impl Record {
         }
     }
 
+    /// How records of one key are ordered: the higher one wins everywhere (store, memory,
+    /// resync). Cutoffs: `valid_after`, then version; revoked sids: `expires_at`, then
+    /// version; scheduled logouts and policies: the version. The value comes first so that a record written
+    /// after the store lost data (a new version for a lower value) never lowers what an
+    /// instance holds.
+    pub fn rank(&self) -> (i64, u64) {
+        match self {
+            Record::Cutoff { cutoff, .. } => cutoff.rank(),
+            Record::RevokedSid { revoked, .. } => revoked.rank(),
+            Record::Schedule { schedule, .. } => (0, schedule.version),
+            Record::Policy { policy, .. } => (0, policy.version),
+        }
+    }
+
     /// The cutoff, when this record is one.
     pub fn as_cutoff(&self) -> Option<&Cutoff> {
         match self {
@@ -351,6 +369,11 @@ impl Record {
 // === impl Revoked ===
 
 impl Revoked {
+    /// See `Record::rank`.
+    pub fn rank(&self) -> (i64, u64) {
+        (self.expires_at, self.version)
+    }
+
     /// Whether the session is still refused at `now`.
     pub fn in_force(&self, now: f64) -> bool {
         now < self.expires_at as f64
@@ -360,6 +383,11 @@ impl Revoked {
 // === impl Cutoff ===
 
 impl Cutoff {
+    /// See `Record::rank`.
+    pub fn rank(&self) -> (i64, u64) {
+        (self.valid_after, self.version)
+    }
+
     /// The preserved session, unless its token has expired by `now`.
     pub fn preserved_at(&self, now: f64) -> Option<&Preserved> {
         self.preserved.as_ref().filter(|p| now < p.expires_at)

@@ -33,16 +33,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
+use redis::AsyncConnectionConfig;
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
-use redis::{AsyncConnectionConfig, Client};
 use serde_json::json;
 
 use super::{
     AuditRecord, Change, Committed, Effect, Outbox, Record, ScimUser, Scope, StoreError, pair_field,
 };
-use crate::config::RedisConfig;
+use crate::config::{RedisConfig, Replication};
 
+mod link;
 mod outbox;
+mod restore;
 
 /// Connecting (TCP, TLS, AUTH) may take this long before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -68,7 +70,8 @@ const POLICY_CHANGED: &str = "POLICY_CHANGED";
 /// script is atomic but does not roll back, so every check comes first.
 ///
 /// ARGV: the effects (JSON array, each with its `key` and `field`), the audit record JSON
-/// (ending with `"sessions_valid_after":null}`),
+/// (ending with `"sessions_valid_after":null}`; empty for a restore: no audit record,
+/// no outbox entry),
 /// the audit list key, the channel, the outbox routes (the sequence key, the ordering
 /// group, and per webhook its events hash, group queue and due set).
 const COMMIT_SCRIPT: &str = r#"
@@ -138,6 +141,24 @@ function apply.revoked_sid(effect)
     effect.workspace, effect.sid, revoked)
 end
 
+-- A record an instance holds, written as it is where it outranks the stored one (its
+-- rank: the value named `rank`, if any, then the version). Published like any change.
+function apply.restore(effect)
+  local current = redis.call('HGET', effect.key, effect.field)
+  if current then
+    local stored = cjson.decode(current)
+    local value = effect.rank and stored[effect.rank] or 0
+    if value > effect.value or (value == effect.value and stored.version >= effect.version) then
+      return nil
+    end
+  end
+  redis.call('HSET', effect.key, effect.field, effect.stored)
+  if effect.index then
+    redis.call('ZADD', effect.index, effect.value, effect.field)
+  end
+  return effect.record
+end
+
 function apply.schedule(effect)
   local version = 0
   local current = redis.call('HGET', effect.key, effect.field)
@@ -193,14 +214,18 @@ for _, effect in ipairs(effects) do
     records[#records + 1] = record
   end
 end
--- The record ends with `"sessions_valid_after":null}`; it is patched as text, because a
--- cjson round trip would turn the empty arrays of a policy into objects.
+-- A restore has no audit record (nor events): nothing happened, the store healed.
+-- Otherwise the record ends with `"sessions_valid_after":null}`; it is patched as text,
+-- because a cjson round trip would turn the empty arrays of a policy into objects.
 local record = ARGV[2]
-if first_cutoff then
-  record = string.sub(record, 1, -6) .. string.format('%d}', first_cutoff)
+local outbox = {routes = {}}
+if record ~= '' then
+  if first_cutoff then
+    record = string.sub(record, 1, -6) .. string.format('%d}', first_cutoff)
+  end
+  redis.call('LPUSH', ARGV[3], record)
+  outbox = cjson.decode(ARGV[5])
 end
-redis.call('LPUSH', ARGV[3], record)
-local outbox = cjson.decode(ARGV[5])
 if #outbox.routes > 0 then
   local sequence = string.format('%d', redis.call('INCR', outbox.sequence))
   local due = string.format('%d', math.floor(clock / 1000))
@@ -217,7 +242,9 @@ return {message, record, receivers}
 
 /// The Redis client, its key names, and the link state the fleet task maintains.
 pub struct RedisStore {
-    client: Client,
+    target: link::Target,
+    primary: link::Primary,
+    replication: Replication,
     keys: Keys,
     script: redis::Script,
     /// The command connection of the current link; `None` while Redis is out of reach.
@@ -263,6 +290,9 @@ pub struct Subscription {
     /// Pings go through here: a dead subscription must not look healthy.
     pub sink: PubSubSink,
     pub messages: PubSubStream,
+    /// The address of the previous primary, when this link reached another one (Sentinel
+    /// followed a failover).
+    pub switched_from: Option<String>,
 }
 
 /// One published change: the records of a commit, as the commit script writes them.
@@ -274,31 +304,10 @@ pub struct Published(Vec<Record>);
 impl RedisStore {
     /// A client for `store.redis_url`; nothing is connected until the fleet task connects.
     pub fn open(config: &RedisConfig, outbox: Outbox) -> Result<Self, StoreError> {
-        let client = if config.url.is_tls() {
-            // redis builds its rustls config from the process-wide provider: make that the
-            // aws-lc-rs every other TLS config of the gateway uses. Already set is fine.
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            let root_cert = config
-                .ca_file
-                .as_ref()
-                .map(|path| {
-                    std::fs::read(path).map_err(|source| StoreError::RedisCaFile {
-                        path: path.display().to_string(),
-                        source,
-                    })
-                })
-                .transpose()?;
-            let certificates = redis::TlsCertificates {
-                client_tls: None,
-                root_cert,
-            };
-            Client::build_with_tls(config.url.expose(), certificates)
-        } else {
-            Client::open(config.url.expose())
-        }
-        .map_err(StoreError::RedisClient)?;
         Ok(Self {
-            client,
+            target: link::Target::new(config)?,
+            primary: link::Primary::new(),
+            replication: config.replication,
             keys: Keys::new(&config.key_prefix),
             script: redis::Script::new(COMMIT_SCRIPT),
             conn: ArcSwapOption::empty(),
@@ -311,26 +320,31 @@ impl RedisStore {
         })
     }
 
-    /// Opens the command connection and subscribes to the change channel on a second one.
-    /// The command connection is used from now on; the subscription goes to the caller.
+    /// Finds the primary (asking the Sentinels, if configured), opens the command
+    /// connection and subscribes to the change channel on a second one. The command
+    /// connection is used from now on; the subscription goes to the caller.
     pub async fn connect(&self) -> Result<Subscription, StoreError> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT));
-        let conn = self
-            .client
+        let config = connection_config(COMMAND_TIMEOUT);
+        let client = within(COMMAND_TIMEOUT, self.target.primary()).await?;
+        let conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
-        let pubsub = within(CONNECT_TIMEOUT, self.client.get_async_pubsub()).await?;
+        let pubsub = within(CONNECT_TIMEOUT, client.get_async_pubsub()).await?;
         let (mut sink, messages) = pubsub.split();
         within(COMMAND_TIMEOUT, sink.subscribe(&self.keys.channel)).await?;
         self.conn.store(Some(conn.into()));
-        Ok(Subscription { sink, messages })
+        let switched_from = self.primary.connected(client);
+        Ok(Subscription {
+            sink,
+            messages,
+            switched_from,
+        })
     }
 
-    /// Forgets the command connection: commits fail fast until the next `connect`.
+    /// Forgets the connections: commits fail fast until the next `connect`.
     pub fn disconnect(&self) {
         self.conn.store(None);
+        self.primary.disconnected();
         self.health.up.store(false, Ordering::Release);
     }
 
@@ -365,8 +379,15 @@ impl RedisStore {
         let mut conn = self.command_connection()?;
         // A subscribed connection answers `["pong", ""]`, not `PONG`.
         within(COMMAND_TIMEOUT, subscription.sink.ping::<redis::Value>()).await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await?;
-        Ok(())
+        if !self.target.follows_failovers() {
+            redis::cmd("PING").query_async::<String>(&mut conn).await?;
+            return Ok(());
+        }
+        // A demoted primary still answers (and serves reads): only `ROLE` tells.
+        match redis::cmd("ROLE").query_async(&mut conn).await? {
+            redis::Role::Primary { .. } => Ok(()),
+            _ => Err(StoreError::Demoted),
+        }
     }
 
     /// Reads every record memory enforces page by page, handing each to `apply`; returns
@@ -404,9 +425,8 @@ impl RedisStore {
     }
 
     /// Runs the commit script: check, compare, write, audit and publish in one step on the
-    /// server.
+    /// server; then, with `store.redis_min_replicas`, waits for the replicas.
     pub(super) async fn commit(&self, change: &Change) -> Result<Committed, StoreError> {
-        let mut conn = self.command_connection()?;
         let effects = change
             .effects
             .iter()
@@ -418,14 +438,44 @@ impl RedisStore {
             ..change.audit.clone()
         };
         let outbox = self.keys.outbox(audit, &self.outbox.routes(audit))?;
-        let (message, record, receivers): (String, String, u64) = self
-            .script
-            .arg(serde_json::to_string(&effects)?)
-            .arg(serde_json::to_string(audit)?)
-            .arg(self.keys.audit(audit.workspace.as_deref()))
+        let audit = serde_json::to_string(audit)?;
+        let audit_key = self.keys.audit(change.audit.workspace.as_deref());
+        let run = async |conn: &mut MultiplexedConnection| {
+            self.run_script(conn, &effects, [&audit, &audit_key, &outbox])
+                .await
+        };
+        let ((message, record, receivers), acknowledged) = self.replicated(run).await?;
+        let committed = Committed {
+            records: Published::decode(message.as_bytes())?.0,
+            audit: serde_json::from_str(&record)?,
+            notified: Some(receivers),
+        };
+        match acknowledged {
+            Some(acknowledged) if acknowledged < u64::from(self.replication.min_replicas) => {
+                Err(StoreError::Unreplicated {
+                    committed: Box::new(committed),
+                    acknowledged,
+                    wanted: self.replication.min_replicas,
+                })
+            }
+            _ => Ok(committed),
+        }
+    }
+
+    /// One run of the commit script; `[audit, audit_key, outbox]` empty for a restore.
+    pub(super) async fn run_script(
+        &self,
+        conn: &mut MultiplexedConnection,
+        effects: &[serde_json::Value],
+        [audit, audit_key, outbox]: [&str; 3],
+    ) -> Result<(String, String, u64), StoreError> {
+        self.script
+            .arg(serde_json::to_string(effects)?)
+            .arg(audit)
+            .arg(audit_key)
             .arg(&self.keys.channel)
             .arg(outbox)
-            .invoke_async(&mut conn)
+            .invoke_async(conn)
             .await
             .map_err(|error| {
                 // Redis answers a script's error reply as `ERR REPLAYED` (older) or
@@ -440,12 +490,7 @@ impl RedisStore {
                 } else {
                     StoreError::Redis(error)
                 }
-            })?;
-        Ok(Committed {
-            records: Published::decode(message.as_bytes())?.0,
-            audit: serde_json::from_str(&record)?,
-            notified: Some(receivers),
-        })
+            })
     }
 
     /// Publishes this instance's activity shares, `(workspace, share)` pairs, each kept for
@@ -563,6 +608,13 @@ impl RedisStore {
     }
 }
 
+/// Connection and response timeouts of a connection (a response may take `response`).
+fn connection_config(response: Duration) -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(response))
+}
+
 /// `future`, or `StoreError::Timeout` after `limit`.
 async fn within<T>(
     limit: Duration,
@@ -662,6 +714,7 @@ impl Keys {
                 "key": format!("{}seen:{}", self.prefix, pair_field(issuer, jti)?),
                 "expires_at": expires_at,
             })),
+            Effect::Restore { record } => self.restore(record),
             Effect::Schedule { workspace, pending } => Ok(json!({
                 "kind": "schedule",
                 "key": self.schedules,

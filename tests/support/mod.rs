@@ -691,6 +691,19 @@ where
     started.elapsed()
 }
 
+/// p50, p99 and max of `samples` (sorted in place), for benchmark output.
+pub fn summary(samples: &mut [Duration]) -> String {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "p50 {:.2?}  p99 {:.2?}  max {:.2?}  (n = {})",
+        at(0.5),
+        at(0.99),
+        at(1.0),
+        samples.len()
+    )
+}
+
 // ============================================================================
 // Tokens
 // ============================================================================
@@ -867,7 +880,12 @@ pub struct RedisBuilder {
     password: Option<String>,
     tls: bool,
     persistent: bool,
+    /// `--replicaof 127.0.0.1 <port>`.
+    replica_of: Option<u16>,
 }
+
+/// Redis Sentinel and replicas (tests/failover.rs).
+pub mod ha;
 
 /// A `redis-server` on a free loopback port, SIGKILLed on drop.
 pub struct RedisServer {
@@ -912,6 +930,12 @@ impl RedisBuilder {
     /// TLS only (`--tls-port`, no plain port), with the development certificates.
     pub fn tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    /// A replica of the server on loopback `port`.
+    pub fn replica_of(mut self, port: u16) -> Self {
+        self.replica_of = Some(port);
         self
     }
 
@@ -1061,6 +1085,9 @@ impl RedisServer {
         args.extend(durability.iter().map(|a| a.to_string()));
         if let Some(password) = &self.options.password {
             args.extend(["--requirepass".to_string(), password.clone()]);
+        }
+        if let Some(primary) = self.options.replica_of {
+            args.extend(["--replicaof", "127.0.0.1", &primary.to_string()].map(String::from));
         }
         args
     }

@@ -1,0 +1,82 @@
+//! A resync never lowers what this instance holds, and heals the store: records memory
+//! holds that the store lacks (it lost data: a failover that lost the last writes, a
+//! restart without persistence, a flush) or holds lower are written back, through the
+//! commit script's compare, so the rest of the fleet and later instances get them too.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
+
+use super::Sessions;
+use crate::store::{Record, RedisStore, StoreError};
+
+/// What one resync saw of the store, against what memory holds.
+#[derive(Debug, Default)]
+pub(super) struct Heal {
+    /// A hash of every key the store holds: ~16 bytes a key rather than the key itself
+    /// (a resync of millions must not double the memory). A collision hides a missing
+    /// record for one resync only: each resync hashes with new random keys.
+    seen: HashSet<u64>,
+    keys: RandomState,
+    /// Records memory holds higher than the store's copy.
+    higher: Vec<Record>,
+}
+
+// === impl Heal ===
+
+impl Heal {
+    /// One record read from the store: applied, unless memory holds it higher.
+    pub(super) fn load(&mut self, sessions: &Sessions, record: Record) {
+        self.seen.insert(self.key(&record));
+        match sessions.held_rank(&record) {
+            Some(rank) if rank > record.rank() => self.higher.extend(sessions.held(&record)),
+            _ => sessions.apply(record),
+        }
+    }
+
+    /// The hash of `record`'s key (its scope; workspace and sid; workspace and kind): the same in the
+    /// store and in memory.
+    fn key(&self, record: &Record) -> u64 {
+        match record {
+            Record::Cutoff { scope, .. } => self.keys.hash_one((0u8, scope)),
+            Record::RevokedSid { workspace, sid, .. } => {
+                self.keys
+                    .hash_one((1u8, workspace.as_deref(), sid.as_str()))
+            }
+            Record::Schedule { workspace, .. } => self.keys.hash_one((2u8, workspace)),
+            Record::Policy { workspace, .. } => self.keys.hash_one((3u8, workspace)),
+        }
+    }
+
+    /// After the whole store was read: writes back what it lacks or holds lower; returns
+    /// how many records it took.
+    pub(super) async fn restore(
+        mut self,
+        sessions: &Sessions,
+        store: &RedisStore,
+    ) -> Result<usize, StoreError> {
+        let now = crate::clock::now();
+        sessions.for_each_record(|record| {
+            if record.in_force(now) && !self.seen.contains(&self.key(&record)) {
+                self.higher.push(record);
+            }
+        });
+        if self.higher.is_empty() {
+            return Ok(0);
+        }
+        // Written only where they still outrank the store: another instance may have
+        // restored them first, or a newer change landed meanwhile.
+        let written = store.restore(self.higher).await?;
+        let count = written.len();
+        written
+            .into_iter()
+            .for_each(|record| sessions.apply(record));
+        if count > 0 {
+            sessions.metrics.store_restored_records.inc_by(count as u64);
+            tracing::warn!(
+                records = count,
+                "the shared store lacked records this instance holds (or held them lower); written back"
+            );
+        }
+        Ok(count)
+    }
+}
