@@ -838,7 +838,7 @@ async fn check_shows_each_webhook_without_its_secret_and_warns_about_plain_http(
     let upstream = upstream().await;
     let builder = gateway(&upstream).set(
         "events.webhooks = [\
-         { url = \"https://siem.example.com/in?token=q1\", secret_env = \"HOOK_SECRET\", actions = [\"logout_all\"] },\
+         { url = \"https://siem.example.com/in?token=query-credential-7f3a\", secret_env = \"HOOK_SECRET\", actions = [\"logout_all\"] },\
          { url = \"http://collector.internal/hook\", secret_env = \"HOOK_SECRET\", timeout_ms = 2000 }]",
     );
     let (code, output) = run("check", &builder, &[("HOOK_SECRET", SECRET)]);
@@ -852,7 +852,7 @@ async fn check_shows_each_webhook_without_its_secret_and_warns_about_plain_http(
         "{output}"
     );
     assert!(
-        !output.contains("MfKQ9r8G") && !output.contains("q1"),
+        !output.contains("MfKQ9r8G") && !output.contains("query-credential-7f3a"),
         "{output}"
     );
 }
