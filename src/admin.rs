@@ -19,6 +19,7 @@ mod logout;
 mod policy;
 mod reads;
 mod route;
+mod schedule;
 
 use route::Route;
 
@@ -64,6 +65,11 @@ pub async fn handle(
         Route::Logout(target) => {
             access::check_origin(state, &req, conn, &caller)?;
             logout::handle(state, target, &caller, req, conn).await
+        }
+        Route::ScheduledLogout { workspace } => {
+            access::require_admin(state, &caller, &workspace)?;
+            access::check_origin(state, &req, conn, &caller)?;
+            schedule::cancel(state, &workspace, &caller, req, conn).await
         }
     }
 }

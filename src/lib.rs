@@ -13,10 +13,12 @@
 //!                   2 token      auth::authenticate: extract + Verifier::verify   401 + WWW-Authenticate
 //!                                (verify cache; unknown key -> one shared JWKS refetch)
 //!                   3 session    Sessions::check (memory only)         401 session_invalidated | revoked
-//!                                (cutoffs C, U, U*; revoked identity-provider sids)
+//!                                (cutoffs C, U, U*; revoked identity-provider sids; a
+//!                                scheduled logout whose time has come)
 //!                                then the workspace policy (acceptance step 6)  403 ip_not_allowed |
 //!                                401 insufficient_user_authentication (one map lookup without one)
-//!                   4 rewrite    Upstream::prepare (sync, infallible)
+//!                   4 rewrite    Upstream::prepare (sync, infallible; X-Auth-Logout-At
+//!                                while a logout of the workspace is scheduled)
 //!                   5 forward    Upstream::send                        502 | 504
 //!                   6 respond    body guarded by the session (guard), or a WebSocket
 //!                                tunnel (tunnel): closed when the session ends
@@ -32,6 +34,9 @@
 //!                 outbox in the same transaction) -> memory -> audit log line
 //!                 keep_in_sync (redis): subscribe -> resync -> apply published changes
 //!                 share_activity: prune activity windows; in a fleet, share them
+//!                 apply_scheduled_logouts: at a schedule's time wake tunnels and streams (the
+//!                 session rule already enforces it from memory), then commit it on condition
+//!                 that it is still pending: the first instance of a fleet writes logout_all
 //! events          per webhook: claim due outbox events (a lease, in a fleet) -> POST signed
 //!                 -> 2xx finish | retry 1 s .. 10 min | drop after retry_for_secs
 //! auth/keys/ring  (jwks_url) fetch at start -> refresh every refresh_secs -> publish a KeySet
@@ -158,6 +163,7 @@ pub async fn run(
     announce.listening();
     load_store(&state).await?;
     spawn_activity_sharing(&state);
+    spawn_scheduled_logouts(&state);
     tokio::spawn(announce.when_ready(state.clone()));
     proxy::serve(listeners.main, proxy, acceptor, shutdown).await;
     events.stopped().await;
@@ -220,6 +226,17 @@ fn spawn_activity_sharing(state: &Arc<AppState>) {
     tokio::spawn(async move {
         tokio::select! {
             () = sessions::share_activity(&state.sessions, &state.store) => {}
+            () = state.shutdown.cancelled() => {}
+        }
+    });
+}
+
+/// Scheduled logouts are applied at their time in the background until shutdown.
+fn spawn_scheduled_logouts(state: &Arc<AppState>) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = sessions::apply_scheduled_logouts(&state.sessions, &state.store) => {}
             () = state.shutdown.cancelled() => {}
         }
     });

@@ -1,6 +1,6 @@
-//! What is in force, in memory: every cutoff and preserved session of the store, and the
-//! identity-provider sessions signals revoked, loaded before the gateway reports ready and
-//! kept in step with the store afterwards.
+//! What is in force, in memory: every cutoff and preserved session of the store, the
+//! identity-provider sessions signals revoked, and the scheduled logouts, loaded before the
+//! gateway reports ready and kept in step with the store afterwards.
 //!
 //! The request path only reads here (step 5 of the acceptance rule) and never waits on the
 //! store. Every change, whatever its trigger, goes through one write path (`commit`): the
@@ -22,6 +22,8 @@ mod cutoffs;
 mod metrics;
 pub mod policy;
 mod revoked;
+mod scheduled_logout;
+mod schedules;
 mod share;
 mod sync;
 
@@ -30,10 +32,12 @@ use cutoffs::Cutoffs;
 use metrics::SessionMetrics;
 use policy::Policies;
 use revoked::RevokedSids;
+use schedules::Schedules;
 
 pub use activity::{ActivityCount, WINDOW_SECS};
 pub use cutoffs::{Refusal, Session};
 pub use policy::{Policy, PolicyError, PolicyRefusal};
+pub use scheduled_logout::apply_scheduled_logouts;
 pub use share::share_activity;
 pub use sync::keep_in_sync;
 
@@ -45,6 +49,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 pub struct Sessions {
     cutoffs: Cutoffs,
     revoked: RevokedSids,
+    /// Pending scheduled logouts, enforced from their time on (SPEC section 10).
+    schedules: Schedules,
     policies: Policies,
     activity: Activity,
     /// Names this instance's activity shares in a shared store.
@@ -72,6 +78,7 @@ impl Sessions {
         Self {
             cutoffs: Cutoffs::default(),
             revoked: RevokedSids::default(),
+            schedules: Schedules::default(),
             policies: Policies::default(),
             activity: Activity::default(),
             instance: uuid::Uuid::now_v7().to_string(),
@@ -84,15 +91,16 @@ impl Sessions {
 
     /// Step 5 at time `now`: the workspace cutoff, then the user's, each unless this
     /// session is the preserved one (which ends with its token's `exp`); then the user's
-    /// subject-wide cutoff and the identity provider's revoked sessions.
+    /// subject-wide cutoff and the identity provider's revoked sessions; then a scheduled
+    /// logout whose time has come (before the store has it as a cutoff).
     pub fn check(&self, session: &Session<'_>, now: f64) -> Result<(), Refusal> {
         self.cutoffs.check(session, now)?;
-        match session.sid {
-            Some(sid) if self.revoked.is_revoked(sid, session.workspace, now) => {
-                Err(Refusal::Revoked)
-            }
-            _ => Ok(()),
+        if let Some(sid) = session.sid
+            && self.revoked.is_revoked(sid, session.workspace, now)
+        {
+            return Err(Refusal::Revoked);
         }
+        self.check_scheduled(session, now)
     }
 
     /// Step 6 at time `now`: the policy of the request's workspace, when it has one (one
@@ -149,6 +157,10 @@ impl Sessions {
                 sid,
                 revoked,
             } => self.revoked.apply(workspace.as_deref(), &sid, revoked),
+            Record::Schedule {
+                workspace,
+                schedule,
+            } => self.schedules.apply(&workspace, schedule),
             Record::Policy { workspace, policy } => self.policies.apply(&workspace, policy),
         };
         if changed {

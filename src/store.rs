@@ -1,5 +1,5 @@
-//! Where cutoffs, preserved sessions, revoked identity-provider sessions, audit records
-//! and the events outbox are kept across restarts.
+//! Where cutoffs, preserved sessions, revoked identity-provider sessions, scheduled
+//! logouts, audit records and the events outbox are kept across restarts.
 //!
 //! The request path never calls the store: it is read once at start into
 //! `crate::sessions` and written by the one write path there, which answers only after
@@ -19,6 +19,7 @@ mod embedded;
 mod outbox;
 mod record;
 mod redis;
+mod schedule;
 
 pub use embedded::EmbeddedStore;
 pub use outbox::{Claimed, Delivery, Outbox};
@@ -27,6 +28,7 @@ pub use record::{
     Record, Revoked, Scope, StoredPolicy,
 };
 pub use redis::{Published, RedisStore, Subscription};
+pub use schedule::{Schedule, ScheduledLogout, Scheduler};
 
 /// Records handed from a blocking load to the task applying them, per message: a load
 /// streams instead of collecting every record first.
@@ -102,6 +104,10 @@ pub enum StoreError {
     /// not written again.
     #[error("the signal was accepted before; nothing changed")]
     Replayed,
+    /// Not a failure either: the scheduled logout a change is about is no longer pending
+    /// (cancelled, replaced, or applied by another instance), so nothing was written.
+    #[error("no such scheduled logout is pending; nothing changed")]
+    NotPending,
     /// Not a failure of the store: the policy changed since the version the caller read
     /// (`If-Match`), so nothing was written.
     #[error("the policy changed since it was read; nothing changed")]

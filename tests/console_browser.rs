@@ -217,6 +217,7 @@ async fn an_admin_logs_everyone_out_from_the_page() {
     the_dialog_takes_focus_and_gives_it_back(&client).await;
     confirm_logout_all(&client, &gw, &alice, &ada).await;
     after_a_reload_the_page_still_works(&client).await;
+    schedule_a_logout_then_cancel_it(&client, &gw, &ada).await;
     edit_the_policy(&client, &gw, &ada).await;
     narrow_screens_do_not_scroll_sideways(&client).await;
     client.close().await.unwrap();
@@ -451,6 +452,75 @@ async fn after_a_reload_the_page_still_works(client: &Client) {
         2,
         "the logout-all and bob's sign-out, newest first"
     );
+}
+
+/// `at` (RFC 3339) as the page shows times: the viewer's time zone.
+async fn local_time(client: &Client, at: &str) -> String {
+    let code = format!(
+        "return new Date(Date.parse('{at}')).toLocaleString(undefined, \
+         {{dateStyle: 'medium', timeStyle: 'long'}})"
+    );
+    script(client, &code).await.as_str().unwrap().to_string()
+}
+
+async fn schedule_a_logout_then_cancel_it(client: &Client, gw: &Gateway, ada: &str) {
+    click(client, "open-logout-all").await;
+    text_when(client, "activity", |t| t.starts_with("Active")).await;
+    assert!(!enabled(client, "la-at").await, "only for a later time");
+    click(client, "la-when-later").await;
+    assert!(enabled(client, "la-at").await);
+    // Tomorrow at this minute, as a datetime-local field holds it (local, no zone).
+    let chosen = script(
+        client,
+        "const d = new Date(Date.now() + 86400000); d.setSeconds(0, 0); \
+         const p = (n) => String(n).padStart(2, '0'); \
+         const value = `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`; \
+         document.getElementById('la-at').value = value; return d.toISOString()",
+    )
+    .await;
+    type_into(client, "la-reason", "quarterly rotation").await;
+    type_into(client, "la-confirm", "acme").await;
+    click(client, "la-submit").await;
+
+    let status = text_when(client, "page-status", |t| t.contains("scheduled for")).await;
+    let pending = gw.admin_get("workspaces/acme/sessions", ada).await["scheduled_logout"].clone();
+    let at = pending["at"].as_str().expect("a pending scheduled logout");
+    assert_eq!(
+        at,
+        chosen.as_str().unwrap(),
+        "the local time, converted to UTC"
+    );
+    let shown = local_time(client, at).await;
+    assert_eq!(
+        status,
+        format!(
+            "A logout of all users of acme is scheduled for {shown}. Until then nothing \
+             changes; you can cancel it under Sessions."
+        )
+    );
+    let scheduled = text_when(client, "scheduled", |t| t.contains("ada")).await;
+    assert_eq!(scheduled, format!("{shown}, scheduled by ada"));
+    let cancel = client.find(Locator::Id("cancel-scheduled")).await.unwrap();
+    assert!(cancel.is_displayed().await.unwrap());
+    let first = client
+        .find(Locator::Css("#audit-rows tr:first-child td:nth-child(2)"))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.text().await.unwrap(),
+        "Scheduled a logout of all users"
+    );
+
+    cancel.click().await.unwrap();
+    let status = text_when(client, "page-status", |t| t.contains("cancelled")).await;
+    assert_eq!(
+        status,
+        "The scheduled logout was cancelled. No one will be signed out."
+    );
+    text_when(client, "scheduled", |t| t == "None").await;
+    assert!(!cancel.is_displayed().await.unwrap());
+    let state = gw.admin_get("workspaces/acme/sessions", ada).await;
+    assert_eq!(state["scheduled_logout"], Value::Null);
 }
 
 async fn value_of(client: &Client, id: &str) -> Value {

@@ -135,6 +135,7 @@ async fn logouts_survive_sigkill_right_after_the_200() {
             "workspace": "acme",
             "sessions_valid_after": all["sessions_valid_after"],
             "preserved_session": "jti:root-1",
+            "scheduled_logout": null,
         })
     );
     let events = audit["events"].as_array().unwrap();
@@ -269,6 +270,7 @@ async fn a_second_restart_after_more_logouts_keeps_everything() {
             "workspace": "acme",
             "sessions_valid_after": second_cutoff,
             "preserved_session": "jti:deputy-1",
+            "scheduled_logout": null,
         })
     );
     assert_eq!(
@@ -372,7 +374,7 @@ async fn memory_store_warns_at_start_and_forgets_logouts_on_restart() {
     let (sessions, audit) = snapshot(&gw, "acme", &root).await;
     assert_eq!(
         sessions,
-        json!({"workspace": "acme", "sessions_valid_after": null, "preserved_session": null})
+        json!({"workspace": "acme", "sessions_valid_after": null, "preserved_session": null, "scheduled_logout": null})
     );
     assert_eq!(audit, json!({"events": []}));
 }

@@ -621,7 +621,11 @@ async fn an_event_not_delivered_within_retry_for_is_dropped_and_releases_its_wor
         receiver.attempts_of(&dropped).len() >= 2,
         "retried until then"
     );
-    assert!(gw.logs().contains("event dropped"), "{}", gw.logs());
+    // The metric moves before the log line reaches the harness's reader.
+    until("the drop logged", Duration::from_secs(5), || {
+        gw.logs().contains("event dropped")
+    })
+    .await;
 
     receiver.answer_by_default(Reply::Ok);
     let next = logout_all(&gw, "acme").await;
@@ -953,4 +957,50 @@ async fn the_survivor_takes_over_an_event_claimed_by_a_killed_instance() {
     );
     until_metric(survivor, "events_delivered_total", &receiver, 1.0).await;
     until_metric(survivor, "events_pending", &receiver, 0.0).await;
+}
+
+#[tokio::test]
+async fn scheduled_logouts_send_their_events_and_a_fleet_sends_the_applied_one_once() {
+    let Some(redis) = redis_server().start().await else {
+        return;
+    };
+    let receiver = Receiver::start(SECRET).await;
+    let upstream = upstream().await;
+    let actions = ", actions = [\"logout_scheduled\", \"logout_cancelled\", \"logout_all\"]";
+    let mut fleet = Vec::new();
+    for _ in 0..2 {
+        let builder = with_webhook(gateway(&upstream).redis(&redis), &receiver, actions);
+        fleet.push(builder.start().await);
+    }
+    let ada = ada_token("acme");
+    let later = support::rfc3339(support::now() + 3600.0);
+    let scheduled = fleet[0].schedule_logout("acme", &ada, &later).await;
+    assert_eq!(scheduled.status(), 202);
+    let cancelled = fleet[1].cancel_scheduled_logout("acme", &ada).await;
+    assert_eq!(cancelled.status(), 200);
+    let soon = support::rfc3339(support::now() + 2.0);
+    assert_eq!(
+        fleet[0].schedule_logout("acme", &ada, &soon).await.status(),
+        202
+    );
+    until("four events", Duration::from_secs(20), || {
+        receiver.delivered().len() >= 4
+    })
+    .await;
+    // Both instances poll every second: give a second copy the time to show.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let delivered: Vec<Value> = receiver
+        .delivered()
+        .iter()
+        .map(|id| receiver.attempts_of(id)[0].body["action"].clone())
+        .collect();
+    assert_eq!(
+        delivered,
+        [
+            "logout_scheduled",
+            "logout_cancelled",
+            "logout_scheduled",
+            "logout_all"
+        ]
+    );
 }

@@ -337,7 +337,7 @@ async fn logout_all_leaves_other_workspaces_untouched() {
     let globex_admin = admin("boss", "globex").sign();
     assert_eq!(
         sessions(&gw, "globex", &globex_admin).await,
-        json!({"workspace": "globex", "sessions_valid_after": null, "preserved_session": null})
+        json!({"workspace": "globex", "sessions_valid_after": null, "preserved_session": null, "scheduled_logout": null})
     );
 }
 
@@ -408,7 +408,7 @@ async fn cutoff_never_moves_back_when_a_later_logout_proposes_a_lower_one() {
     );
     assert_eq!(
         sessions(&gw, "acme", &root).await,
-        json!({"workspace": "acme", "sessions_valid_after": high, "preserved_session": "jti:root"})
+        json!({"workspace": "acme", "sessions_valid_after": high, "preserved_session": "jti:root", "scheduled_logout": null})
     );
     let after_low_cutoff = token().iat(called.after.floor() + 1.0).sign();
     assert_refused(
@@ -459,7 +459,7 @@ async fn user_logout_revokes_that_users_earlier_tokens_only() {
     assert_passes(&gw, &bob_new, "bob signed in again at the cutoff").await;
     assert_eq!(
         sessions(&gw, "acme", &root).await,
-        json!({"workspace": "acme", "sessions_valid_after": null, "preserved_session": null}),
+        json!({"workspace": "acme", "sessions_valid_after": null, "preserved_session": null, "scheduled_logout": null}),
         "a user logout sets no workspace cutoff"
     );
 }
@@ -568,7 +568,7 @@ async fn preserved_session_ends_with_the_callers_exp() {
     let carol = admin("carol", "acme").iat(cutoff as f64).sign();
     assert_eq!(
         sessions(&gw, "acme", &carol).await,
-        json!({"workspace": "acme", "sessions_valid_after": cutoff, "preserved_session": null})
+        json!({"workspace": "acme", "sessions_valid_after": cutoff, "preserved_session": null, "scheduled_logout": null})
     );
 }
 
@@ -708,7 +708,7 @@ async fn sessions_endpoint_reports_no_cutoff_before_any_logout_and_the_cutoff_af
     let root = with_jti(admin("root", "acme"), "root-session").sign();
     assert_eq!(
         sessions(&gw, "acme", &root).await,
-        json!({"workspace": "acme", "sessions_valid_after": null, "preserved_session": null})
+        json!({"workspace": "acme", "sessions_valid_after": null, "preserved_session": null, "scheduled_logout": null})
     );
     let cutoff = cutoff_of(&logout_all(&gw, "acme", &root).await, 0);
     assert_eq!(
@@ -716,7 +716,8 @@ async fn sessions_endpoint_reports_no_cutoff_before_any_logout_and_the_cutoff_af
         json!({
             "workspace": "acme",
             "sessions_valid_after": cutoff,
-            "preserved_session": "jti:root-session"
+            "preserved_session": "jti:root-session",
+            "scheduled_logout": null,
         })
     );
 }

@@ -268,6 +268,7 @@ async fn concurrent_logout_alls_end_with_the_same_highest_cutoff_everywhere() {
         "workspace": "acme",
         "sessions_valid_after": highest,
         "preserved_session": last,
+        "scheduled_logout": null,
     });
     for gw in &gws {
         until("same final cutoff", Duration::from_secs(2), || async {

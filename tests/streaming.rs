@@ -190,6 +190,18 @@ async fn sse_events_arrive_one_by_one_not_at_the_end() {
 
 /// Streams 100 events to `jwt`, makes `change` (`what`) after the first one, and asserts
 /// that the stream ends within a second of the change's 200.
+/// `GET /events/<count>/200` (an event every 200 ms) with `jwt`, answered 200.
+async fn open_events(gw: &Gateway, jwt: &str, count: usize) -> reqwest::Response {
+    let rsp = gw
+        .get(&format!("/events/{count}/200"))
+        .bearer_auth(jwt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 200);
+    rsp
+}
+
 async fn assert_cut_within_a_second(
     what: &str,
     jwt: &str,
@@ -198,14 +210,7 @@ async fn assert_cut_within_a_second(
     const EVENTS: usize = 100;
     let upstream = sse_upstream().await;
     let gw = gateway_to(upstream.addr).await;
-    let rsp = gw
-        .get(&format!("/events/{EVENTS}/200"))
-        .bearer_auth(jwt)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(rsp.status(), 200);
-
+    let rsp = open_events(&gw, jwt, EVENTS).await;
     let mut answered = None;
     let received = read_events(rsp, async |n| {
         if n == 1 {
@@ -241,6 +246,34 @@ async fn sse_stream_is_cut_within_a_second_of_logout_all() {
         gw.logout_all("acme", &admin_jwt).await
     })
     .await;
+}
+
+#[tokio::test]
+async fn sse_stream_is_cut_within_a_second_of_a_scheduled_logouts_time() {
+    const EVENTS: usize = 100;
+    let upstream = sse_upstream().await;
+    let gw = gateway_to(upstream.addr).await;
+    let at = now() + 1.5;
+    let admin_jwt = admin("carol", "acme").sign();
+    let scheduled = gw
+        .schedule_logout("acme", &admin_jwt, &support::rfc3339(at))
+        .await;
+    assert_eq!(scheduled.status(), 202);
+    let rsp = open_events(&gw, &token().sub("alice").sign(), EVENTS).await;
+    let received = read_events(rsp, async |_| {}).await;
+    let cut = now() - at;
+    println!(
+        "SSE stream ended {:.0} ms after the scheduled time ({:?}), {} events",
+        cut * 1000.0,
+        received.end,
+        received.events.len()
+    );
+    assert!(received.events.len() < EVENTS, "the stream was not cut");
+    assert!(cut >= 0.0, "cut {cut} s before the scheduled time");
+    assert!(
+        cut < 1.0,
+        "cut {cut} s after the scheduled time, more than 1 s"
+    );
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 
 use http::Request;
 use hyper::body::Incoming;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
 
 use crate::store::Category;
 use crate::web::{GatewayError, read_limited};
@@ -20,6 +21,10 @@ pub(super) struct LogoutBody {
     pub(super) ticket: Option<String>,
     /// Only for `.../users/logout`, which names its user here.
     pub(super) subject: Option<String>,
+    /// Only for logout-all: when to apply it (SPEC section 10), RFC 3339. Kept as sent
+    /// (`null` included) so that anything but a time is refused, never read as "now".
+    #[serde(default, deserialize_with = "present")]
+    pub(super) at: Option<Value>,
 }
 
 /// Reads and checks a logout body: empty, or JSON within the SPEC section 2 limits.
@@ -33,6 +38,11 @@ pub(super) async fn logout_body(req: Request<Incoming>) -> Result<LogoutBody, Ga
     too_long("reason", body.reason.as_deref(), MAX_REASON_CHARS)?;
     too_long("ticket", body.ticket.as_deref(), MAX_TICKET_CHARS)?;
     Ok(body)
+}
+
+/// A field that is there, whatever its value: `null` is `Some(Value::Null)`.
+fn present<'de, D: Deserializer<'de>>(field: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(field).map(Some)
 }
 
 /// A text over `max` characters is a 400 naming `field`.

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::access;
 use super::body::{self, LogoutBody};
 use super::route::LogoutRoute;
+use super::schedule;
 use crate::auth::{Caller, session_id_prefix};
 use crate::clock;
 use crate::sessions;
@@ -34,8 +35,8 @@ enum Target {
 
 /// Where the request came from, for the audit record.
 pub(super) struct Origin {
-    client_ip: String,
-    user_agent: Option<String>,
+    pub(super) client_ip: String,
+    pub(super) user_agent: Option<String>,
 }
 
 /// Authorizes, reads the body, commits and answers one logout.
@@ -50,6 +51,9 @@ pub(super) async fn handle(
     let origin = Origin::of(state, &req, conn);
     let mut body = body::logout_body(req).await?;
     let (action, scope) = target.resolve(body.subject.take())?;
+    if let Some(at) = body.at.take() {
+        return schedule::schedule(state, scope, caller, body, origin, &at).await;
+    }
     let preserve = match &scope {
         Scope::Workspace(_) => true,
         Scope::User { subject, .. } => caller.claims.user.as_ref() == Some(subject),
@@ -58,7 +62,7 @@ pub(super) async fn handle(
     };
     let now = clock::now();
     let valid_after = sessions::cutoff_at(now, state.config.sessions.invalidation_margin_secs);
-    let record = audit_record(action, &scope, caller, body, origin, now);
+    let record = audit_record(action, &scope, caller, &body, &origin, now);
     let preserved = preserve.then(|| preserved(caller));
     let change = Change::cutoff(scope, valid_after, preserved, record);
     let committed = state.sessions.commit(&state.store, change).await?;
@@ -108,12 +112,13 @@ pub(super) fn preserved(caller: &Caller) -> Preserved {
     }
 }
 
+/// The audit record of an admin's change, at `now`.
 pub(super) fn audit_record(
     action: Action,
     scope: &Scope,
     caller: &Caller,
-    body: LogoutBody,
-    origin: Origin,
+    body: &LogoutBody,
+    origin: &Origin,
     now: f64,
 ) -> AuditRecord {
     let claims = &caller.claims;
@@ -128,11 +133,12 @@ pub(super) fn audit_record(
         actor_subject: claims.subject.clone(),
         actor_session: session_id_prefix(&claims.session_id).to_string(),
         category: body.category,
-        ticket: body.ticket,
-        reason: body.reason,
-        client_ip: origin.client_ip,
-        user_agent: origin.user_agent,
+        ticket: body.ticket.clone(),
+        reason: body.reason.clone(),
+        client_ip: origin.client_ip.clone(),
+        user_agent: origin.user_agent.clone(),
         sessions_valid_after: None,
+        scheduled_at: None,
         policy_before: None,
         policy_after: None,
     }

@@ -85,8 +85,8 @@ fn change(
         Action::PolicyUpdate,
         &scope,
         caller,
-        update.why,
-        origin,
+        &update.why,
+        &origin,
         now,
     );
     audit.policy_before = Some(before);
@@ -165,6 +165,7 @@ fn why(body: &Map<String, Value>) -> Result<LogoutBody, GatewayError> {
         category,
         ticket,
         subject: None,
+        at: None,
     })
 }
 

@@ -22,10 +22,18 @@ pub(super) fn sessions(state: &AppState, workspace: &str) -> Response<Body> {
         .as_ref()
         .and_then(|c| c.preserved_at(clock::now()))
         .map(|p| session_id_prefix(&p.session_id));
+    let scheduled = state.sessions.scheduled_logout(workspace).map(|logout| {
+        json!({
+            "at": clock::rfc3339_exact_millis(logout.at),
+            "audit_id": logout.audit_id,
+            "actor_subject": logout.scheduler.subject,
+        })
+    });
     let answer = json!({
         "workspace": workspace,
         "sessions_valid_after": cutoff.as_ref().map(|c| c.valid_after),
         "preserved_session": preserved,
+        "scheduled_logout": scheduled,
     });
     web::json(StatusCode::OK, &answer)
 }

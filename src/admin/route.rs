@@ -20,6 +20,10 @@ pub(super) enum Route {
     },
     /// The caller itself: what the console needs to know about it.
     Me,
+    /// `DELETE`: cancels the workspace's scheduled logout.
+    ScheduledLogout {
+        workspace: String,
+    },
     /// `GET` reads, `PUT` replaces the workspace policy.
     Policy {
         workspace: String,
@@ -94,6 +98,9 @@ impl Route {
             ["v1", "workspaces", w, "audit"] if named(w) => {
                 (Self::Audit { workspace: ws(w) }, "GET")
             }
+            ["v1", "workspaces", w, "scheduled-logout"] if named(w) => {
+                (Self::ScheduledLogout { workspace: ws(w) }, "DELETE")
+            }
             _ => return None,
         })
     }
@@ -127,6 +134,10 @@ mod tests {
         assert!(matches!(
             Route::parse("/v1/workspaces/acme/audit", &Method::POST),
             Err(GatewayError::MethodNotAllowed { allow: "GET" })
+        ));
+        assert!(matches!(
+            Route::parse("/v1/workspaces/acme/scheduled-logout", &Method::POST),
+            Err(GatewayError::MethodNotAllowed { allow: "DELETE" })
         ));
         assert!(matches!(
             Route::parse("/v1/workspaces//logout-all", &Method::POST),

@@ -155,6 +155,7 @@ fn operator_record(
         user_agent: Some(concat!("sessiongate/", env!("CARGO_PKG_VERSION")).into()),
         policy_before: None,
         policy_after: None,
+        scheduled_at: None,
         sessions_valid_after: None,
     }
 }

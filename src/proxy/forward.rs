@@ -22,6 +22,9 @@ use crate::web::{BoxError, ConnInfo, UpstreamError};
 pub const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
 pub const X_AUTH_WORKSPACE: HeaderName = HeaderName::from_static("x-auth-workspace");
 pub const X_AUTH_SESSION: HeaderName = HeaderName::from_static("x-auth-session");
+/// The time of the workspace's pending scheduled logout (SPEC section 10), set by the
+/// gateway alone like the identity headers.
+pub const X_AUTH_LOGOUT_AT: HeaderName = HeaderName::from_static("x-auth-logout-at");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -76,6 +79,8 @@ pub(super) struct Forwarding<'a> {
     pub(super) conn: &'a ConnInfo,
     /// The client's `Upgrade` header for a WebSocket handshake, kept through the hop-by-hop removal.
     pub(super) upgrade: Option<HeaderValue>,
+    /// Unix seconds of the caller's workspace's pending scheduled logout.
+    pub(super) logout_at: Option<i64>,
 }
 
 /// The `X-Forwarded-*` values of one request.
@@ -149,6 +154,10 @@ impl Upstream {
         };
         set_forwarded(headers, forwarded);
         set_identity(headers, fwd.caller.map(|c| &*c.claims));
+        headers.remove(X_AUTH_LOGOUT_AT);
+        if let Some(at) = fwd.logout_at {
+            headers.insert(X_AUTH_LOGOUT_AT, HeaderValue::from(at));
+        }
         if !self.config.forward_token {
             let source = fwd.caller.map(|c| c.source);
             remove_token(headers, source, self.cookie.as_deref());

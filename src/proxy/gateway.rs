@@ -84,10 +84,14 @@ impl Gateway {
         record.caller = caller.as_ref().map(|c| c.claims.clone());
         let upgrade = websocket_upgrade(&req);
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+        let logout_at = caller
+            .as_ref()
+            .and_then(|c| state.sessions.logout_at(&c.claims.workspace, clock::now()));
         let forwarding = Forwarding {
             caller: caller.as_ref(),
             conn: &self.conn,
             upgrade,
+            logout_at,
         };
         self.proxy.upstream.prepare(&mut req, &forwarding);
         let sent = Instant::now();
@@ -125,6 +129,7 @@ impl Gateway {
             caller: None,
             conn: &self.conn,
             upgrade: None,
+            logout_at: None,
         };
         self.proxy.upstream.prepare(&mut req, &forwarding);
         let sent = Instant::now();

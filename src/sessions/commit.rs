@@ -17,8 +17,9 @@ impl Sessions {
             .commit(change)
             .await
             .inspect_err(|error| match error {
-                // Not a failure: the signal it carries was committed before.
-                StoreError::Replayed => {}
+                // Not failures: the signal it carries was committed before, or the
+                // scheduled logout it is about was settled by another change.
+                StoreError::Replayed | StoreError::NotPending => {}
                 error => tracing::error!(%error, action = action.as_str(), "change not committed"),
             })?;
         committed
@@ -52,6 +53,7 @@ fn log_audit(record: &AuditRecord) {
         client_ip = record.client_ip,
         user_agent = record.user_agent,
         sessions_valid_after = record.sessions_valid_after,
+        scheduled_at = record.scheduled_at,
         "{} committed",
         record.action.as_str(),
     );

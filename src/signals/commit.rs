@@ -147,6 +147,7 @@ fn audit_record(accepted: &Accepted, sender: &Sender, now: f64) -> AuditRecord {
         client_ip: sender.client_ip.clone(),
         user_agent: sender.user_agent.clone(),
         sessions_valid_after: None,
+        scheduled_at: None,
         policy_before: None,
         policy_after: None,
     }

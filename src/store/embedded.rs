@@ -21,6 +21,7 @@ use super::{
 use crate::clock;
 
 mod outbox;
+mod schedule;
 
 use outbox::Claims;
 
@@ -182,6 +183,7 @@ impl EmbeddedStore {
         let now = clock::now();
         let (workspaces, users) = (txn.open_table(WORKSPACES)?, txn.open_table(USERS)?);
         let (subjects, sids) = (txn.open_table(SUBJECTS)?, txn.open_table(SIDS)?);
+        let schedules = txn.open_table(schedule::SCHEDULES)?;
         let policies = txn.open_table(POLICIES)?;
         let users = users.iter()?.map(|entry| {
             let (key, value) = entry?;
@@ -202,6 +204,7 @@ impl EmbeddedStore {
         .chain(by_text(&sids, |key, value| {
             revoked_record(key, value, now)
         })?)
+        .chain(by_text(&schedules, schedule::record)?)
         .chain(by_text(&policies, policy_record)?);
         send_in_batches(records.filter_map(Result::transpose), batch, batches)
     }
@@ -230,6 +233,10 @@ impl EmbeddedStore {
         if replayed(&txn, &effects, now)? {
             txn.abort()?;
             return Err(StoreError::Replayed);
+        }
+        if !schedule::still_pending(&txn, &effects)? {
+            txn.abort()?;
+            return Err(StoreError::NotPending);
         }
         let mut records = Vec::with_capacity(effects.len());
         for effect in effects {
@@ -415,6 +422,7 @@ fn with_tables(db: Database) -> Result<Database, StoreError> {
     txn.open_table(SIDS_EXPIRY)?;
     txn.open_table(SEEN_EXPIRY)?;
     txn.open_table(SCIM_USERS)?;
+    txn.open_table(schedule::SCHEDULES)?;
     txn.open_table(POLICIES)?;
     txn.commit()?;
     Ok(db)
@@ -437,8 +445,8 @@ fn replayed(txn: &WriteTransaction, effects: &[Effect], now: f64) -> Result<bool
     Ok(false)
 }
 
-/// One effect inside the write transaction, and the record it leaves for memory.
-fn apply(txn: &WriteTransaction, effect: Effect, now: f64) -> Result<Option<Record>, StoreError> {
+/// One effect inside the write transaction, and the records it leaves for memory.
+fn apply(txn: &WriteTransaction, effect: Effect, now: f64) -> Result<Vec<Record>, StoreError> {
     match effect {
         Effect::Cutoff {
             scope,
@@ -454,7 +462,7 @@ fn apply(txn: &WriteTransaction, effect: Effect, now: f64) -> Result<Option<Reco
                 version: current.map_or(1, |c| c.version + 1),
             };
             write_cutoff(txn, &scope, &cutoff)?;
-            Ok(Some(Record::Cutoff { scope, cutoff }))
+            Ok(vec![Record::Cutoff { scope, cutoff }])
         }
         Effect::RevokedSid {
             workspace,
@@ -463,7 +471,7 @@ fn apply(txn: &WriteTransaction, effect: Effect, now: f64) -> Result<Option<Reco
         } => {
             let record = revoke_sid(txn, workspace, sid, expires_at)?;
             prune(txn, (SIDS, SIDS_EXPIRY), now)?;
-            Ok(Some(record))
+            Ok(vec![record])
         }
         Effect::SignalSeen {
             issuer,
@@ -475,8 +483,17 @@ fn apply(txn: &WriteTransaction, effect: Effect, now: f64) -> Result<Option<Reco
             let seen = (SEEN, SEEN_EXPIRY);
             write_expiring(txn, seen, &key, (expires_at, old_expiry), &expires_at)?;
             prune(txn, seen, now)?;
-            Ok(None)
+            Ok(Vec::new())
         }
+        Effect::Schedule { workspace, pending } => {
+            Ok(vec![schedule::replace(txn, workspace, pending)?])
+        }
+        Effect::FireSchedule {
+            workspace,
+            valid_after,
+            preserved,
+            ..
+        } => schedule::fire(txn, workspace, valid_after, preserved),
         Effect::Policy {
             workspace,
             document,
@@ -490,7 +507,7 @@ fn apply(txn: &WriteTransaction, effect: Effect, now: f64) -> Result<Option<Reco
                 updated_by,
                 version: 0,
             };
-            replace_policy(txn, workspace, policy, if_version).map(Some)
+            replace_policy(txn, workspace, policy, if_version).map(|record| vec![record])
         }
     }
 }

@@ -6,6 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::schedule::{Schedule, ScheduledLogout};
+
 /// What a cutoff applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "ScopeKey", into = "ScopeKey")]
@@ -69,6 +71,24 @@ pub enum Effect {
         jti: String,
         expires_at: i64,
     },
+    /// Sets the workspace's scheduled logout (`Some`, replacing any pending one) or cancels
+    /// it (`None`). A cancel with nothing pending refuses the whole change as
+    /// `StoreError::NotPending`.
+    Schedule {
+        workspace: String,
+        pending: Option<Box<ScheduledLogout>>,
+    },
+    /// Applies the scheduled logout of `version`: refuses the whole change as
+    /// `StoreError::NotPending` unless that very schedule is still pending (so a fleet
+    /// writes its `logout_all` once); else raises the cutoff to `valid_after` with
+    /// `preserved` (a cutoff already there or higher is kept as it is: it was set at or
+    /// after `at`), and clears the schedule.
+    FireSchedule {
+        workspace: String,
+        version: u64,
+        valid_after: i64,
+        preserved: Option<Preserved>,
+    },
     /// Replaces a workspace's whole policy (an empty document clears it), unless
     /// `if_version` is set and the stored policy's version differs: then the change is
     /// refused as `StoreError::PolicyChanged` and nothing is written.
@@ -94,6 +114,11 @@ pub enum Record {
         workspace: Option<String>,
         sid: String,
         revoked: Revoked,
+    },
+    /// The workspace's scheduled logout (or none), as the store now holds it.
+    Schedule {
+        workspace: String,
+        schedule: Schedule,
     },
     /// The policy of `workspace`, as the store now holds it.
     Policy {
@@ -190,7 +215,11 @@ pub struct AuditRecord {
     /// The policy a `policy_update` put in force.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub policy_after: Option<PolicyDocument>,
+    /// When the scheduled logout this record is about applies (RFC 3339 UTC).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub scheduled_at: Option<String>,
     /// The cutoff after this action, as committed (`None` for actions that move none).
+    /// Serialized last: the Redis commit script fills it in as text.
     #[serde(default)]
     pub sessions_valid_after: Option<i64>,
 }
@@ -208,6 +237,10 @@ pub enum Action {
     SsfEvent,
     /// A SCIM deactivation the product accepted.
     ScimDeprovision,
+    /// A logout-all set for a later time (SPEC section 10).
+    LogoutScheduled,
+    /// A scheduled logout cancelled before it applied.
+    LogoutCancelled,
     /// A workspace policy replaced (by an admin, or cleared by an operator).
     PolicyUpdate,
 }
@@ -300,7 +333,7 @@ impl Record {
     /// Whether the record still means something at `now` (revoked sessions expire).
     pub fn in_force(&self, now: f64) -> bool {
         match self {
-            Record::Cutoff { .. } => true,
+            Record::Cutoff { .. } | Record::Schedule { .. } => true,
             Record::RevokedSid { revoked, .. } => revoked.in_force(now),
             Record::Policy { .. } => true,
         }
@@ -310,7 +343,7 @@ impl Record {
     pub fn as_cutoff(&self) -> Option<&Cutoff> {
         match self {
             Record::Cutoff { cutoff, .. } => Some(cutoff),
-            Record::RevokedSid { .. } | Record::Policy { .. } => None,
+            Record::RevokedSid { .. } | Record::Schedule { .. } | Record::Policy { .. } => None,
         }
     }
 }
@@ -337,13 +370,15 @@ impl Cutoff {
 
 impl Action {
     /// Every action, in declaration order.
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 9] = [
         Self::LogoutAll,
         Self::UserLogout,
         Self::LogoutOthers,
         Self::BackchannelLogout,
         Self::SsfEvent,
         Self::ScimDeprovision,
+        Self::LogoutScheduled,
+        Self::LogoutCancelled,
         Self::PolicyUpdate,
     ];
 
@@ -361,6 +396,8 @@ impl Action {
             Self::BackchannelLogout => "backchannel_logout",
             Self::SsfEvent => "ssf_event",
             Self::ScimDeprovision => "scim_deprovision",
+            Self::LogoutScheduled => "logout_scheduled",
+            Self::LogoutCancelled => "logout_cancelled",
             Self::PolicyUpdate => "policy_update",
         }
     }
@@ -386,6 +423,7 @@ impl AuditRecord {
             sessions_valid_after: None,
             sid: None,
             event: None,
+            scheduled_at: None,
             policy_before: None,
             policy_after: None,
         }

@@ -10,6 +10,7 @@
 //! P sids:expiry        zset   the fields of P sids by expires_at (each commit prunes a few)
 //! P seen:["iss","jti"] string an accepted signal, expiring when it may be forgotten
 //! P scim_users         hash   ["workspace" or null,"id"] -> user
+//! P schedules          hash   workspace -> scheduled logout JSON {"pending","version"}
 //! P policies           hash   workspace -> policy JSON (document, updated_at/by, version)
 //! P audit:<workspace>  list   audit record JSON, newest first
 //! P audit              list   subject-wide audit records, in no workspace's trail
@@ -51,6 +52,9 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 const SCAN_PAGE: usize = 5000;
 /// The error the commit script answers for a signal it has accepted before.
 const REPLAYED: &str = "REPLAYED";
+/// The error the commit script answers when the scheduled logout a change is about is
+/// no longer pending.
+const NOT_PENDING: &str = "NOT_PENDING";
 /// The error the commit script answers when a policy's `If-Match` version is stale.
 const POLICY_CHANGED: &str = "POLICY_CHANGED";
 
@@ -81,6 +85,17 @@ for _, effect in ipairs(effects) do
     local version = current and cjson.decode(current).version or 0
     if string.format('%d', version) ~= effect.if_version then
       return redis.error_reply('POLICY_CHANGED')
+    end
+  end
+end
+-- A cancel needs a schedule pending; applying one needs that very version pending.
+for _, effect in ipairs(effects) do
+  if effect.require_pending then
+    local current = redis.call('HGET', effect.key, effect.field)
+    local stored = current and cjson.decode(current)
+    local pending = stored and stored.pending ~= nil and stored.pending ~= cjson.null
+    if not pending or (effect.version and string.format('%d', stored.version) ~= effect.version) then
+      return redis.error_reply('NOT_PENDING')
     end
   end
 end
@@ -121,6 +136,39 @@ function apply.revoked_sid(effect)
   end
   return string.format('{"kind":"revoked_sid","workspace":%s,"sid":%s,"revoked":%s}',
     effect.workspace, effect.sid, revoked)
+end
+
+function apply.schedule(effect)
+  local version = 0
+  local current = redis.call('HGET', effect.key, effect.field)
+  if current then
+    version = cjson.decode(current).version
+  end
+  local schedule = string.format('{"pending":%s,"version":%d}', effect.pending,
+    math.max(version + 1, clock))
+  redis.call('HSET', effect.key, effect.field, schedule)
+  return string.format('{"kind":"schedule","workspace":%s,"schedule":%s}',
+    effect.workspace, schedule)
+end
+
+-- The cutoff, raised unless it already is at least the scheduled one (then it was set at
+-- or after `at`, and its preserved session stands), then the schedule cleared: two
+-- records, the cutoff first, joined as the message joins records.
+function apply.fire_schedule(effect)
+  local cutoff = redis.call('HGET', effect.cutoff_key, effect.cutoff_field)
+  local stored = cutoff and cjson.decode(cutoff)
+  if stored and stored.valid_after >= effect.valid_after then
+    first_cutoff = first_cutoff or stored.valid_after
+  else
+    local version = stored and stored.version or 0
+    cutoff = string.format('{"valid_after":%d,"preserved":%s,"version":%d}',
+      effect.valid_after, effect.preserved, math.max(version + 1, clock))
+    redis.call('HSET', effect.cutoff_key, effect.cutoff_field, cutoff)
+    first_cutoff = first_cutoff or effect.valid_after
+  end
+  effect.pending = 'null'
+  return string.format('{"kind":"cutoff","scope":%s,"cutoff":%s}', effect.scope, cutoff)
+    .. ',' .. apply.schedule(effect)
 end
 
 function apply.signal_seen(effect)
@@ -194,6 +242,7 @@ struct Keys {
     sids: String,
     sids_expiry: String,
     scim_users: String,
+    schedules: String,
     policies: String,
     channel: String,
     activity_instances: String,
@@ -328,7 +377,7 @@ impl RedisStore {
         let now = crate::clock::now();
         let keys = &self.keys;
         let hashes = [&keys.workspaces, &keys.users, &keys.subjects, &keys.sids];
-        for hash in hashes.into_iter().chain([&keys.policies]) {
+        for hash in hashes.into_iter().chain([&keys.schedules, &keys.policies]) {
             let mut cursor = 0u64;
             loop {
                 let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
@@ -382,10 +431,14 @@ impl RedisStore {
                 // Redis answers a script's error reply as `ERR REPLAYED` (older) or
                 // `REPLAYED` (newer): either names the signal as replayed.
                 let named = |name| error.code() == Some(name) || error.detail() == Some(name);
-                match (named(REPLAYED), named(POLICY_CHANGED)) {
-                    (true, _) => StoreError::Replayed,
-                    (_, true) => StoreError::PolicyChanged,
-                    _ => StoreError::Redis(error),
+                if named(REPLAYED) {
+                    StoreError::Replayed
+                } else if named(POLICY_CHANGED) {
+                    StoreError::PolicyChanged
+                } else if named(NOT_PENDING) {
+                    StoreError::NotPending
+                } else {
+                    StoreError::Redis(error)
                 }
             })?;
         Ok(Committed {
@@ -538,6 +591,7 @@ impl Keys {
             sids: format!("{prefix}sids"),
             sids_expiry: format!("{prefix}sids:expiry"),
             scim_users: format!("{prefix}scim_users"),
+            schedules: format!("{prefix}schedules"),
             policies: format!("{prefix}policies"),
             channel: format!("{prefix}changes"),
             activity_instances: format!("{prefix}activity:instances"),
@@ -608,6 +662,33 @@ impl Keys {
                 "key": format!("{}seen:{}", self.prefix, pair_field(issuer, jti)?),
                 "expires_at": expires_at,
             })),
+            Effect::Schedule { workspace, pending } => Ok(json!({
+                "kind": "schedule",
+                "key": self.schedules,
+                "field": workspace,
+                "workspace": serde_json::to_string(workspace)?,
+                "pending": serde_json::to_string(pending)?,
+                "require_pending": pending.is_none(),
+            })),
+            Effect::FireSchedule {
+                workspace,
+                version,
+                valid_after,
+                preserved,
+            } => Ok(json!({
+                "kind": "fire_schedule",
+                "key": self.schedules,
+                "field": workspace,
+                "workspace": serde_json::to_string(workspace)?,
+                "require_pending": true,
+                // Text: cjson would round a 16-digit version.
+                "version": version.to_string(),
+                "cutoff_key": self.workspaces,
+                "cutoff_field": workspace,
+                "scope": serde_json::to_string(&Scope::Workspace(workspace.clone()))?,
+                "valid_after": valid_after,
+                "preserved": serde_json::to_string(preserved)?,
+            })),
             Effect::Policy {
                 workspace,
                 document,
@@ -643,6 +724,12 @@ impl Keys {
             h if h == self.users => {
                 let (workspace, subject) = serde_json::from_str(field)?;
                 Scope::User { workspace, subject }
+            }
+            h if h == self.schedules => {
+                return Ok(Some(Record::Schedule {
+                    workspace: field.to_string(),
+                    schedule: serde_json::from_str(value)?,
+                }));
             }
             h if h == self.policies => {
                 let (workspace, policy) = (field.to_string(), serde_json::from_str(value)?);
@@ -725,6 +812,33 @@ mod tests {
         }
         assert_eq!(keys.audit(Some("acme")), "p:audit:acme");
         assert_eq!(keys.audit(None), "p:audit");
+    }
+
+    #[test]
+    fn schedules_load_and_decode_as_the_script_writes_them() {
+        let keys = Keys::new("p:");
+        let cleared = r#"{"pending":null,"version":1795916000123456}"#;
+        let record = keys.record("p:schedules", "acme \"x\"", cleared).unwrap();
+        let Some(Record::Schedule {
+            workspace,
+            schedule,
+        }) = record
+        else {
+            panic!("a schedule record expected: {record:?}");
+        };
+        assert_eq!(workspace, "acme \"x\"");
+        assert_eq!(
+            (schedule.pending, schedule.version),
+            (None, 1795916000123456)
+        );
+        let fired = format!(
+            r#"[{{"kind":"cutoff","scope":{{"workspace":"acme"}},"cutoff":{{"valid_after":1795916001,"preserved":null,"version":7}}}},{{"kind":"schedule","workspace":"acme","schedule":{cleared}}}]"#
+        );
+        let records = Published::decode(fired.as_bytes()).unwrap().into_records();
+        assert!(matches!(
+            records.as_slice(),
+            [Record::Cutoff { .. }, Record::Schedule { .. }]
+        ));
     }
 
     #[test]

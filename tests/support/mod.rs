@@ -41,6 +41,12 @@ pub fn now() -> f64 {
         .as_secs_f64()
 }
 
+/// `unix` as RFC 3339 UTC with milliseconds, as the API writes times.
+pub fn rfc3339(unix: f64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_secs_f64(unix);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
 /// An HTTP client that neither follows redirects nor uses a proxy.
 pub fn client() -> reqwest::Client {
     // reqwest is built without a crypto provider; tests use the gateway's (aws-lc-rs).
@@ -449,8 +455,36 @@ impl Gateway {
 
     /// `POST /_sessiongate/v1/workspaces/{ws}/logout-all` with a bearer token.
     pub async fn logout_all(&self, workspace: &str, token: &str) -> reqwest::Response {
+        let request = self.logout_all_request(workspace, token);
+        request.send().await.unwrap()
+    }
+
+    fn logout_all_request(&self, workspace: &str, token: &str) -> reqwest::RequestBuilder {
         self.post(&format!(
             "/_sessiongate/v1/workspaces/{workspace}/logout-all"
+        ))
+        .bearer_auth(token)
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.delete(self.url(path))
+    }
+
+    /// `POST .../logout-all` with `{"at": at}`: a logout scheduled for later (SPEC section 10).
+    pub async fn schedule_logout(
+        &self,
+        workspace: &str,
+        token: &str,
+        at: &str,
+    ) -> reqwest::Response {
+        let request = self.logout_all_request(workspace, token);
+        request.json(&json!({ "at": at })).send().await.unwrap()
+    }
+
+    /// `DELETE .../scheduled-logout` with a bearer token.
+    pub async fn cancel_scheduled_logout(&self, workspace: &str, token: &str) -> reqwest::Response {
+        self.delete(&format!(
+            "/_sessiongate/v1/workspaces/{workspace}/scheduled-logout"
         ))
         .bearer_auth(token)
         .send()
@@ -473,8 +507,7 @@ impl Gateway {
 
     /// `DELETE path` with a bearer token.
     pub async fn client_delete(&self, path: &str, token: &str) -> reqwest::Response {
-        let request = self.client.delete(self.url(path)).bearer_auth(token);
-        request.send().await.unwrap()
+        self.delete(path).bearer_auth(token).send().await.unwrap()
     }
 
     /// `PUT path` with a bearer token and `body` as it is (JSON content type).

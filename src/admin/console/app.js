@@ -17,6 +17,8 @@ const ACTIONS = {
   logout_all: 'Logged all users out',
   user_logout: 'Signed a user out',
   logout_others: 'Signed out their other sessions',
+  logout_scheduled: 'Scheduled a logout of all users',
+  logout_cancelled: 'Cancelled a scheduled logout',
   policy_update: 'Changed the workspace policy',
 };
 
@@ -199,6 +201,7 @@ async function loadSessions() {
     const kept = state.preserved_session;
     $('preserved').textContent =
       kept == null ? 'None' : kept === page.me.session ? `${kept} (this session)` : kept;
+    renderScheduled(state.scheduled_logout);
     showError('state-error', null);
   } catch (error) {
     showError('state-error', error);
@@ -394,6 +397,7 @@ async function savePolicy(event) {
 
 function openLogoutAll() {
   $('logout-all-form').reset();
+  syncWhen();
   $('la-submit').disabled = true;
   showError('dialog-error', null);
   $('logout-all-dialog').showModal();
@@ -427,6 +431,10 @@ async function logOutAll(event) {
   submit.disabled = true;
   try {
     const body = filled({ reason: 'la-reason', category: 'la-category', ticket: 'la-ticket' });
+    if ($('la-when-later').checked) {
+      await scheduleLogoutAll(body);
+      return;
+    }
     const answer = await call('POST', workspacePath('logout-all'), body);
     $('logout-all-dialog').close();
     announce(
@@ -439,6 +447,55 @@ async function logOutAll(event) {
   }
 }
 
+// --- scheduled logout (SPEC section 10) --------------------------------------------------
+
+function renderScheduled(scheduled) {
+  $('scheduled').textContent = scheduled
+    ? `${rfc3339Time(scheduled.at)}, scheduled by ${scheduled.actor_subject || 'an unnamed admin'}`
+    : 'None';
+  $('cancel-scheduled').hidden = !scheduled;
+}
+
+/** The dialog's date and time field only counts when "At a later time" is chosen. */
+function syncWhen() {
+  const later = $('la-when-later').checked;
+  $('la-at').disabled = !later;
+  if (later && !$('la-at').value) $('la-at').focus();
+}
+
+/** Schedules the logout the dialog describes for its chosen local time. */
+async function scheduleLogoutAll(body) {
+  // A datetime-local value has no zone: Date reads it in the viewer's own.
+  const at = new Date($('la-at').value);
+  if (Number.isNaN(at.getTime())) {
+    showError('dialog-error', { message: 'Choose the date and time of the logout.' });
+    $('la-at').focus();
+    checkConfirmation();
+    return;
+  }
+  const answer = await call('POST', workspacePath('logout-all'), { ...body, at: at.toISOString() });
+  $('logout-all-dialog').close();
+  announce(
+    `A logout of all users of ${answer.workspace} is scheduled for ${rfc3339Time(answer.scheduled_at)}. Until then nothing changes; you can cancel it under Sessions.`,
+  );
+  await refresh();
+}
+
+async function cancelScheduled() {
+  $('cancel-scheduled').disabled = true;
+  try {
+    await call('DELETE', workspacePath('scheduled-logout'));
+    showError('scheduled-error', null);
+    announce('The scheduled logout was cancelled. No one will be signed out.');
+  } catch (error) {
+    const gone = { message: 'No logout is scheduled any more: it was cancelled or has already happened.' };
+    showError('scheduled-error', error.status === 404 ? gone : error);
+  } finally {
+    $('cancel-scheduled').disabled = false;
+    await refresh();
+  }
+}
+
 // --- wiring -----------------------------------------------------------------------------
 
 $('user-form').addEventListener('submit', signOutUser);
@@ -448,6 +505,10 @@ $('add-my-ip').addEventListener('click', addMyIp);
 $('open-logout-all').addEventListener('click', openLogoutAll);
 $('la-confirm').addEventListener('input', checkConfirmation);
 $('logout-all-form').addEventListener('submit', logOutAll);
+for (const id of ['la-when-now', 'la-when-later']) {
+  $(id).addEventListener('change', syncWhen);
+}
+$('cancel-scheduled').addEventListener('click', cancelScheduled);
 $('la-cancel').addEventListener('click', () => $('logout-all-dialog').close());
 // Closed by Cancel, Escape or success: focus goes back to the button that opened it.
 $('logout-all-dialog').addEventListener('close', () => $('open-logout-all').focus());
