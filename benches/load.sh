@@ -4,7 +4,9 @@
 # with its own JWT check (signature, exp, iss, aud and a workspace cutoff map: the
 # reference for the cache-off rows), and through sessiongate verifying HS256, RS256 and
 # ES256 tokens with the verified-token cache warm and off (every request pays the full
-# signature check). Both proxies enforce the same policy: issuer, audience, expiry and a
+# signature check), and once more cache warm with a workspace policy on the benchmark
+# workspace (`HS256-policy`: a 1000-CIDR IP allow-list and one required claim, activity
+# counted as always; its cost is the ratio to `HS256-warm`). Both proxies enforce the same policy: issuer, audience, expiry and a
 # cutoff on the benchmark workspace. Scenarios are interleaved and repeated; medians are
 # printed, with each proxy's CPU per request summed over all its threads.
 #
@@ -23,6 +25,7 @@ CONNS=${CONNS:-64}
 LOAD_CPU=${LOAD_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 UPSTREAM_PORT=18080 HAPROXY_PORT=18081 WARM_PORT=18082 COLD_PORT=18083 HAPROXY_JWT_PORT=18084
+POLICY_PORT=18085
 ISSUER=https://idp.bench.test AUDIENCE=sessiongate-bench
 
 need() {
@@ -145,18 +148,25 @@ EOF
 }
 gateway "$WARM_PORT" 100000
 gateway "$COLD_PORT" 0
+gateway "$POLICY_PORT" 100000
 token() { awk -v alg="$1" '$1 == alg { print $2 }' "$work/tokens"; }
 
-for port in $UPSTREAM_PORT $HAPROXY_PORT $HAPROXY_JWT_PORT $WARM_PORT $COLD_PORT; do
+for port in $UPSTREAM_PORT $HAPROXY_PORT $HAPROXY_JWT_PORT $WARM_PORT $COLD_PORT $POLICY_PORT; do
   for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 done
 # A cutoff on the benchmark workspace in both gateways (as in HAProxy's map), then tokens
 # issued after it.
 target/release/examples/bench_tokens "$work/secret" >"$work/tokens"
-for port in $WARM_PORT $COLD_PORT; do
+for port in $WARM_PORT $COLD_PORT $POLICY_PORT; do
   curl -sf -o /dev/null -X POST -H "Authorization: Bearer $(token ADMIN)" \
     "http://127.0.0.1:$port/_sessiongate/v1/workspaces/acme/logout-all"
 done
+# The policy: 999 networks that do not match, then the benchmark's own; `iss` required.
+allow=$(for i in $(seq 0 998); do printf '"10.%d.%d.0/24",' $((i / 256)) $((i % 256)); done)
+curl -sf -o /dev/null -X PUT -H "Authorization: Bearer $(token ADMIN)" \
+  -H 'Content-Type: application/json' \
+  -d "{\"ip_allowlist\": [${allow}\"127.0.0.0/8\"], \"require_claims\": [{\"claim\": \"iss\", \"any_of\": [\"$ISSUER\"]}]}" \
+  "http://127.0.0.1:$POLICY_PORT/_sessiongate/v1/workspaces/acme/policy"
 sleep 2
 target/release/examples/bench_tokens "$work/secret" >"$work/tokens"
 
@@ -167,7 +177,7 @@ to_ms() { # wrk latency like 1.23ms / 456.78us / 1.01s
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
 }
 
-scenarios=(direct haproxy HS256-warm RS256-warm ES256-warm
+scenarios=(direct haproxy HS256-warm HS256-policy RS256-warm ES256-warm
   HS256-haproxy-jwt RS256-haproxy-jwt ES256-haproxy-jwt HS256-cold RS256-cold ES256-cold)
 results="$work/results"
 : >"$results"
@@ -177,6 +187,7 @@ run() { # scenario
     direct) port=$UPSTREAM_PORT ;;
     haproxy) port=$HAPROXY_PORT; pid=$(cat "$work/haproxy.pid") ;;
     *-haproxy-jwt) port=$HAPROXY_JWT_PORT; pid=$(cat "$work/haproxy-jwt.pid") ;;
+    *-policy) port=$POLICY_PORT; pid=$(cat "$work/gw-$POLICY_PORT.pid") ;;
     *-warm) port=$WARM_PORT; pid=$(cat "$work/gw-$WARM_PORT.pid") ;;
     *-cold) port=$COLD_PORT; pid=$(cat "$work/gw-$COLD_PORT.pid") ;;
   esac
@@ -231,6 +242,7 @@ for name in "${scenarios[@]}"; do
     "$(awk -v a="$rps" -v b="$(baseline "$name")" 'BEGIN { print a / b }')" \
     "$(col "$name" 3)" "$(col "$name" 4)" "$cpu"
 done
+echo "policy on / off (HS256, cache warm): $(awk -v a="$(col HS256-policy 2)" -v b="$(col HS256-warm 2)" 'BEGIN { printf "%.3f", a / b }') req/s"
 for port in $WARM_PORT $COLD_PORT; do
   echo "sessiongate on :$port peak RSS: $(awk '/VmHWM/ { print $2, $3 }' "/proc/$(cat "$work/gw-$port.pid")/status")"
 done

@@ -243,22 +243,13 @@ pub fn find_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// `jti:<jti>` when the token has one, else `sha256:<hex>` over the compact token.
 pub fn session_id(token: &str, jti: Option<&str>) -> String {
-    session_id_from_digest(&sha256(token), jti)
-}
-
-pub(super) fn session_id_from_digest(digest: &[u8; 32], jti: Option<&str>) -> String {
     match jti {
         Some(jti) => format!("jti:{jti}"),
-        None => format!("sha256:{}", hex::encode(digest)),
+        None => {
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+            format!("sha256:{}", hex::encode(digest))
+        }
     }
-}
-
-pub(super) fn sha256(token: &str) -> [u8; 32] {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    digest
-        .as_ref()
-        .try_into()
-        .expect("SHA-256 digests are 32 bytes")
 }
 
 /// A session id as logs may show it: at most 16 hex digits of a hash.

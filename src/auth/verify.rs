@@ -12,7 +12,7 @@ use super::cache::VerifyCache;
 use super::jws::{self, Jws};
 use super::keys::{KeyRing, KeySet};
 use super::metrics::AuthMetrics;
-use super::token::{Claims, TokenError, session_id_from_digest, sha256};
+use super::token::{self, Claims, TokenError};
 use crate::config::{Config, JwtConfig, SessionsConfig, TimeClaim};
 
 /// Verifies tokens with the configured keys and claim rules.
@@ -22,7 +22,7 @@ pub struct Verifier {
     cookie: Option<String>,
     sessions: SessionsConfig,
     keys: Arc<KeyRing>,
-    /// Verified tokens by SHA-256, so signature and claim parsing run once per token.
+    /// Verified tokens, so signature and claim parsing run once per token.
     cache: Option<VerifyCache>,
     metrics: AuthMetrics,
 }
@@ -96,27 +96,20 @@ impl Verifier {
         if token.len() > self.jwt.max_token_bytes {
             return Err(TokenError::Malformed);
         }
-        let digest: [u8; 32] = sha256(token);
         let keys = self.keys.current();
         let cache = self.cache.as_ref();
-        if let Some(claims) = cache.and_then(|c| c.get(&digest, keys.generation())) {
+        if let Some(claims) = cache.and_then(|c| c.get(token, keys.generation())) {
             self.check_time_rules(claims.expires_at, claims.not_before, claims.issued_at, now)?;
             return Ok(claims);
         }
-        let claims = Arc::new(self.verify_uncached(token, &digest, &keys, now)?);
+        let claims = Arc::new(self.verify_uncached(token, &keys, now)?);
         if let Some(cache) = cache {
-            cache.insert(digest, claims.clone(), keys.generation());
+            cache.insert(token, claims.clone(), keys.generation(), now);
         }
         Ok(claims)
     }
 
-    fn verify_uncached(
-        &self,
-        token: &str,
-        digest: &[u8; 32],
-        keys: &KeySet,
-        now: f64,
-    ) -> Result<Claims, TokenError> {
+    fn verify_uncached(&self, token: &str, keys: &KeySet, now: f64) -> Result<Claims, TokenError> {
         let parts = Jws::parse(token, self.jwt.max_token_bytes)?;
         let alg = parts.algorithm(&self.jwt.algorithms)?;
         parts.check_signature(alg, keys)?;
@@ -130,7 +123,8 @@ impl Verifier {
             user: identity.user.map(str::to_string),
             user_folded: identity.user.and_then(folded_address),
             sid: identity.sid.map(str::to_string),
-            session_id: session_id_from_digest(digest, identity.jti),
+            // Computed once here and cached with the claims: a hit hashes nothing with SHA-256.
+            session_id: token::session_id(token, identity.jti),
             session_time: self.session_time(claims)?,
             expires_at,
             issued_at,

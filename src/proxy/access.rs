@@ -68,12 +68,12 @@ impl AccessRecord {
 
     fn observe(&self, metrics: &ProxyMetrics) {
         let elapsed = self.started.elapsed();
-        metrics.request_duration.observe(elapsed.as_secs_f64());
+        metrics.request_duration.observe(elapsed);
         if let Some(upstream) = self.upstream_elapsed {
-            metrics.upstream_duration.observe(upstream.as_secs_f64());
+            metrics.upstream_duration.observe(upstream);
         }
         let ours = elapsed.saturating_sub(self.upstream_elapsed.unwrap_or_default());
-        metrics.gateway_duration.observe(ours.as_secs_f64());
+        metrics.gateway_duration.observe(ours);
     }
 
     fn log(&self, status: StatusCode, reason: Option<TokenError>) {

@@ -16,7 +16,7 @@ use ipnet::IpNet;
 
 use crate::auth::{Caller, Claims, TokenSource};
 use crate::config::{Config, UpstreamConfig};
-use crate::web::{ConnInfo, UpstreamError};
+use crate::web::{BoxError, ConnInfo, UpstreamError};
 
 /// Identity headers set from the verified token; a client's own copies are always removed.
 pub const X_AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
@@ -40,13 +40,15 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::PROXY_AUTHORIZATION,
 ];
 
+mod pool;
 mod to_origin;
 
+use pool::H1Pool;
 use to_origin::ToOrigin;
 
 /// The product behind the gateway.
 pub struct Upstream {
-    client: Client<ToOrigin, Incoming>,
+    client: Streaming,
     /// For requests the gateway read first (SCIM): their own pool, so the streaming
     /// client's body type stays `Incoming` (no box per request).
     buffered: Client<ToOrigin, Full<Bytes>>,
@@ -55,6 +57,14 @@ pub struct Upstream {
     cookie: Option<String>,
     /// `server.trusted_proxies`: their `X-Forwarded-Proto` and `-Host` are kept.
     trusted_proxies: Vec<IpNet>,
+}
+
+/// The client of streamed requests (all but SCIM's).
+enum Streaming {
+    /// Plain http: HTTP/1.1 connections used directly (see `pool`).
+    Pool(H1Pool),
+    /// https: hyper-util's pool, which negotiates HTTP/2 or HTTP/1.1 by ALPN.
+    Legacy(Client<ToOrigin, Incoming>),
 }
 
 /// The upstream's TLS trust could not be set up.
@@ -101,8 +111,12 @@ impl Upstream {
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60));
+        let client = match https {
+            true => Streaming::Legacy(builder.build(connector.clone())),
+            false => Streaming::Pool(H1Pool::new(connector.clone(), upstream.origin.clone())),
+        };
         Ok(Self {
-            client: builder.build(connector.clone()),
+            client,
             buffered: builder.build(connector),
             config: upstream,
             cookie: config.auth.cookie.clone(),
@@ -156,7 +170,10 @@ impl Upstream {
         &self,
         req: Request<Incoming>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        self.answer(self.client.request(req)).await
+        match &self.client {
+            Streaming::Pool(pool) => self.answer(pool.send(req)).await,
+            Streaming::Legacy(client) => self.answer(client.request(req)).await,
+        }
     }
 
     /// `send` for a request whose body the gateway has read.
@@ -167,9 +184,9 @@ impl Upstream {
         self.answer(self.buffered.request(req)).await
     }
 
-    async fn answer(
+    async fn answer<E: Into<BoxError>>(
         &self,
-        sent: impl Future<Output = Result<Response<Incoming>, hyper_util::client::legacy::Error>>,
+        sent: impl Future<Output = Result<Response<Incoming>, E>>,
     ) -> Result<Response<Incoming>, UpstreamError> {
         let mut response = tokio::time::timeout(self.config.response_timeout, sent)
             .await

@@ -5,11 +5,10 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::auth::TokenError;
-use crate::ops::registered;
+use crate::ops::{LatencyHistogram, registered};
 use crate::web::UpstreamError;
 
 /// Registered once at start; the per-request series are resolved then.
@@ -17,11 +16,11 @@ pub(super) struct ProxyMetrics {
     requests: [Counter; Outcome::ALL.len()],
     rejections: [Counter; TokenError::ALL.len()],
     /// Request to response headers, as the client sees it.
-    pub(super) request_duration: Histogram,
+    pub(super) request_duration: LatencyHistogram,
     /// The part of `request_duration` spent in the gateway (not waiting for the upstream).
-    pub(super) gateway_duration: Histogram,
+    pub(super) gateway_duration: LatencyHistogram,
     /// Upstream request to upstream response headers.
-    pub(super) upstream_duration: Histogram,
+    pub(super) upstream_duration: LatencyHistogram,
     upstream_errors: Family<KindLabels, Counter>,
     pub(super) open_connections: Gauge,
     pub(super) open_tunnels: Gauge,
@@ -62,7 +61,6 @@ struct KindLabels {
 
 impl ProxyMetrics {
     pub(super) fn register(registry: &mut Registry) -> Self {
-        let latency = || Histogram::new(exponential_buckets(0.000_025, 2.0, 20));
         let outcomes = Outcome::ALL.map(|o| OutcomeLabels {
             outcome: o.as_str(),
         });
@@ -79,7 +77,7 @@ impl ProxyMetrics {
                 "Upstream response-header latency",
             ),
         ]
-        .map(|(name, help)| registered(registry, name, help, latency()));
+        .map(|(name, help)| registered(registry, name, help, LatencyHistogram::new()));
         let [open_connections, open_tunnels] = [
             ("open_connections", "Client connections open"),
             ("open_tunnels", "WebSocket tunnels open"),

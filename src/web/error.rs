@@ -7,7 +7,7 @@ use http::header::{ALLOW, HeaderValue, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use serde_json::json;
 
-use super::body::{self, Body};
+use super::body::{self, Body, BoxError};
 use crate::auth::{Refused, TokenError};
 use crate::config::BadPath;
 use crate::sessions::PolicyRefusal;
@@ -116,9 +116,9 @@ pub enum Forbidden {
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("unreachable: {0}")]
-    Unreachable(#[source] hyper_util::client::legacy::Error),
+    Unreachable(#[source] BoxError),
     #[error("no connection within upstream.connect_timeout_ms")]
-    ConnectTimeout(#[source] hyper_util::client::legacy::Error),
+    ConnectTimeout(#[source] BoxError),
     #[error("no response headers within upstream.response_timeout_secs")]
     Timeout,
 }
@@ -366,8 +366,9 @@ impl SignalCode {
 impl UpstreamError {
     /// Classifies a client error: a connect that timed out is a timeout (504, SPEC
     /// section 4), everything else means the upstream is unreachable (502).
-    pub fn from_client(error: hyper_util::client::legacy::Error) -> Self {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    pub fn from_client(error: impl Into<BoxError>) -> Self {
+        let error = error.into();
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*error);
         while let Some(cause) = source {
             if cause
                 .downcast_ref::<std::io::Error>()
