@@ -38,7 +38,8 @@ use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use serde_json::json;
 
 use super::{
-    AuditRecord, Change, Committed, Effect, Outbox, Record, ScimUser, Scope, StoreError, pair_field,
+    AuditRecord, Change, Committed, Effect, Outbox, PolicyDocument, Preserved, Record, ScimUser,
+    Scope, StoreError, pair_field,
 };
 use crate::config::{RedisConfig, Replication};
 
@@ -728,44 +729,65 @@ impl Keys {
                 version,
                 valid_after,
                 preserved,
-            } => Ok(json!({
-                "kind": "fire_schedule",
-                "key": self.schedules,
-                "field": workspace,
-                "workspace": serde_json::to_string(workspace)?,
-                "require_pending": true,
-                // Text: cjson would round a 16-digit version.
-                "version": version.to_string(),
-                "cutoff_key": self.workspaces,
-                "cutoff_field": workspace,
-                "scope": serde_json::to_string(&Scope::Workspace(workspace.clone()))?,
-                "valid_after": valid_after,
-                "preserved": serde_json::to_string(preserved)?,
-            })),
+            } => self.wire_fire_schedule(workspace, *version, *valid_after, preserved),
             Effect::Policy {
                 workspace,
                 document,
                 updated_at,
                 updated_by,
                 if_version,
-            } => {
-                let mut wire = json!({
-                    "kind": "policy",
-                    "key": self.policies,
-                    "field": workspace,
-                    "workspace": serde_json::to_string(workspace)?,
-                    "document": serde_json::to_string(document)?,
-                    "updated_at": serde_json::to_string(updated_at)?,
-                    "updated_by": serde_json::to_string(updated_by)?,
-                });
-                // Absent rather than null (cjson's null is true in Lua); a text, because
-                // cjson would round a 16-digit version.
-                if let Some(version) = if_version {
-                    wire["if_version"] = json!(version.to_string());
-                }
-                Ok(wire)
-            }
+            } => self.wire_policy(workspace, document, (updated_at, updated_by), *if_version),
         }
+    }
+
+    /// A due schedule applied as a workspace cutoff, only while `version` is still the
+    /// pending one.
+    fn wire_fire_schedule(
+        &self,
+        workspace: &str,
+        version: u64,
+        valid_after: i64,
+        preserved: &Option<Preserved>,
+    ) -> Result<serde_json::Value, StoreError> {
+        Ok(json!({
+            "kind": "fire_schedule",
+            "key": self.schedules,
+            "field": workspace,
+            "workspace": serde_json::to_string(workspace)?,
+            "require_pending": true,
+            // Text: cjson would round a 16-digit version.
+            "version": version.to_string(),
+            "cutoff_key": self.workspaces,
+            "cutoff_field": workspace,
+            "scope": serde_json::to_string(&Scope::Workspace(workspace.to_string()))?,
+            "valid_after": valid_after,
+            "preserved": serde_json::to_string(preserved)?,
+        }))
+    }
+
+    /// A policy replaced whole, refused in the script when `if_version` is stale.
+    fn wire_policy(
+        &self,
+        workspace: &str,
+        document: &PolicyDocument,
+        (updated_at, updated_by): (&String, &Option<String>),
+        if_version: Option<u64>,
+    ) -> Result<serde_json::Value, StoreError> {
+        let mut wire = json!({
+            "kind": "policy",
+            "key": self.policies,
+            "field": workspace,
+            "workspace": serde_json::to_string(workspace)?,
+            "document": serde_json::to_string(document)?,
+            "updated_at": serde_json::to_string(updated_at)?,
+            "updated_by": serde_json::to_string(updated_by)?,
+        });
+        // Absent rather than null (cjson's null is true in Lua); a text, because cjson
+        // would round a 16-digit version.
+        if let Some(version) = if_version {
+            wire["if_version"] = json!(version.to_string());
+        }
+        Ok(wire)
     }
 
     /// The record stored in `hash` under `field`: the inverse of `cutoff_field` and of the
