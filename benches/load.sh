@@ -63,7 +63,9 @@ taskset -c "$SERVER_CPU" nginx -c "$work/nginx.conf" &
 pids+=($!)
 
 # --- reference proxy: HAProxy, plain reverse proxy ------------------------------------
-cat >"$work/haproxy.cfg" <<EOF
+# Both HAProxy configs share one thread and the same timeouts, so only the JWT check differs.
+haproxy_common() {
+  cat <<EOF
 global
   nbthread 1
 defaults
@@ -72,6 +74,9 @@ defaults
   timeout client 60s
   timeout server 60s
   option http-keep-alive
+EOF
+}
+{ haproxy_common; cat <<EOF
 frontend fe
   bind 127.0.0.1:$HAPROXY_PORT
   default_backend be
@@ -79,6 +84,7 @@ backend be
   http-reuse always
   server up 127.0.0.1:$UPSTREAM_PORT
 EOF
+} >"$work/haproxy.cfg"
 taskset -c "$SERVER_CPU" haproxy -f "$work/haproxy.cfg" -db &
 pids+=($!)
 echo $! >"$work/haproxy.pid"
@@ -87,15 +93,7 @@ echo $! >"$work/haproxy.pid"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/secret"
 # An old cutoff for the benchmark workspace: the lookup and compare run on every request.
 echo "acme 1000000000" >"$work/cutoffs.map"
-cat >"$work/haproxy-jwt.cfg" <<EOF
-global
-  nbthread 1
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 60s
-  timeout server 60s
-  option http-keep-alive
+{ haproxy_common; cat <<EOF
 frontend fe
   bind 127.0.0.1:$HAPROXY_JWT_PORT
   http-request set-var(txn.bearer) http_auth_bearer
@@ -119,6 +117,7 @@ backend be
   http-reuse always
   server up 127.0.0.1:$UPSTREAM_PORT
 EOF
+} >"$work/haproxy-jwt.cfg"
 taskset -c "$SERVER_CPU" haproxy -f "$work/haproxy-jwt.cfg" -db &
 pids+=($!)
 echo $! >"$work/haproxy-jwt.pid"

@@ -312,12 +312,7 @@ async fn logout_all(gw: &Gateway, workspace: &str) -> String {
 
 /// A `POST` under `/_sessiongate/v1/` with `jwt`; the audit id of its 200.
 async fn post(gw: &Gateway, path: &str, jwt: &str) -> String {
-    let rsp = gw
-        .post(&format!("/_sessiongate/v1/{path}"))
-        .bearer_auth(jwt)
-        .send()
-        .await
-        .unwrap();
+    let rsp = gw.admin_post(path, jwt).await;
     assert_eq!(rsp.status(), 200, "POST {path}");
     audit_id(rsp).await
 }

@@ -41,12 +41,7 @@ async fn outcome(gw: &Gateway, jwt: &str) -> (u16, Value) {
 
 /// A logout `POST` under `/_sessiongate/v1/`: status and JSON answer.
 async fn logout(gw: &Gateway, path: &str, jwt: &str) -> (u16, Value) {
-    let rsp = gw
-        .post(&format!("/_sessiongate/v1/{path}"))
-        .bearer_auth(jwt)
-        .send()
-        .await
-        .unwrap();
+    let rsp = gw.admin_post(path, jwt).await;
     let status = rsp.status().as_u16();
     (status, rsp.json().await.unwrap())
 }

@@ -562,6 +562,12 @@ impl Gateway {
             .unwrap_or(0.0)
     }
 
+    /// A bodiless `POST /_sessiongate/v1/{path}` with a bearer token, as sent.
+    pub async fn admin_post(&self, path: &str, jwt: &str) -> reqwest::Response {
+        let request = self.post(&format!("/_sessiongate/v1/{path}"));
+        request.bearer_auth(jwt).send().await.unwrap()
+    }
+
     /// A 200 admin `GET` under `/_sessiongate/v1/` and its JSON answer.
     pub async fn admin_get(&self, path: &str, jwt: &str) -> Value {
         let rsp = self
