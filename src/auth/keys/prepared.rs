@@ -29,7 +29,8 @@ pub struct Prepared {
 
 #[derive(Debug, Clone)]
 enum Check {
-    Hmac(hmac::Key),
+    /// Boxed: the key keeps both precomputed HMAC states (over a kilobyte).
+    Hmac(Box<hmac::Key>),
     Public(signature::ParsedPublicKey),
 }
 
@@ -56,7 +57,7 @@ impl Prepared {
 
     fn new(alg: Algorithm, material: &[u8]) -> Option<Self> {
         let check = match hmac_algorithm(alg) {
-            Some(hmac) => Check::Hmac(hmac::Key::new(hmac, material)),
+            Some(hmac) => Check::Hmac(Box::new(hmac::Key::new(hmac, material))),
             None => {
                 let parsed = signature::ParsedPublicKey::new(public_algorithm(alg)?, material);
                 Check::Public(parsed.ok()?)
@@ -134,7 +135,11 @@ mod tests {
     use jsonwebtoken::EncodingKey;
 
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        std::fs::read(format!(
+            "{}/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
     }
 
     /// The PKCS#1 DER of the RSA fixture, and its modulus and exponent.
@@ -148,11 +153,9 @@ mod tests {
     fn signed(alg: Algorithm, key: &EncodingKey) -> (Vec<u8>, Vec<u8>) {
         let message = b"header.payload".to_vec();
         let signature = jsonwebtoken::crypto::sign(&message, key, alg).unwrap();
-        let signature = base64::Engine::decode(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            signature,
-        )
-        .unwrap();
+        let signature =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, signature)
+                .unwrap();
         (message, signature)
     }
 
@@ -178,7 +181,12 @@ mod tests {
         ] {
             let prepared = Prepared::all(KeyKind::Rsa, &key, None);
             assert!(checks(&prepared, Algorithm::RS256, &message, &signature));
-            assert!(!checks(&prepared, Algorithm::RS256, b"header.tampered", &signature));
+            assert!(!checks(
+                &prepared,
+                Algorithm::RS256,
+                b"header.tampered",
+                &signature
+            ));
             assert!(!checks(&prepared, Algorithm::PS256, &message, &signature));
         }
     }
