@@ -190,6 +190,8 @@ target/release/examples/bench_tokens "$work/secret" >"$work/tokens"
 
 # --- runs ------------------------------------------------------------------------------
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# Busy and total ticks of the server core: a proxy that leaves it idle is waiting, not working.
+core_ticks() { awk -v cpu="cpu$SERVER_CPU" '$1 == cpu { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
 tick_hz=$(getconf CLK_TCK)
 to_ms() { # wrk latency like 1.23ms / 456.78us / 1.01s
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
@@ -223,11 +225,13 @@ run() { # scenario
   case $name in HS256* | RS256* | ES256*) header=(-H "Authorization: Bearer $(token "${name%%-*}")") ;; esac
   # Warm up (and fill the verify cache) before measuring.
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "${header[@]}" "http://127.0.0.1:$port/" >/dev/null
-  local before=0
+  local before=0 core_before
   [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+  core_before=$(core_ticks)
   local out
   out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "${header[@]}" "http://127.0.0.1:$port/")
-  local rps requests p50 p99 non2xx cpu_us="-"
+  local rps requests p50 p99 non2xx cpu_us="-" busy
+  busy=$(awk -v a="$core_before" -v b="$(core_ticks)" 'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.0f", 100 * (y[1] - x[1]) / (y[2] - x[2]) }')
   rps=$(awk '/^Requests\/sec/ { print $2 }' <<<"$out")
   requests=$(awk '/requests in/ { print $1 }' <<<"$out")
   p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
@@ -239,7 +243,7 @@ run() { # scenario
   if [ -n "$non2xx" ]; then
     echo "warning: $name answered $non2xx non-2xx responses" >&2
   fi
-  echo "$name $rps $p50 $p99 $cpu_us" >>"$results"
+  echo "$name $rps $p50 $p99 $cpu_us $busy" >>"$results"
 }
 
 for round in $(seq "$ROUNDS"); do
@@ -263,15 +267,17 @@ baseline() {
   esac
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == "" || b == 0) print "nan"; else print a / b }'; }
-printf '\n%-18s %10s %9s %12s %9s %9s %11s\n' scenario req/s vs_direct vs_baseline p50_ms p99_ms cpu_us/req
+printf '\n%-18s %10s %9s %12s %9s %9s %11s %10s\n' scenario req/s vs_direct vs_baseline p50_ms p99_ms cpu_us/req core_busy%
 for name in "${scenarios[@]}"; do
   rps=$(col "$name" 2)
   cpu=$( [ "$name" = direct ] && echo "-" || col "$name" 5)
-  printf '%-18s %10.0f %9.2f %12.2f %9.3f %9.3f %11s\n' "$name" "$rps" \
+  printf '%-18s %10.0f %9.2f %12.2f %9.3f %9.3f %11s %10s\n' "$name" "$rps" \
     "$(ratio "$rps" "$direct")" "$(ratio "$rps" "$(baseline "$name")")" \
-    "$(col "$name" 3)" "$(col "$name" 4)" "$cpu"
+    "$(col "$name" 3)" "$(col "$name" 4)" "$cpu" "$(col "$name" 6)"
 done
-echo "policy on / off (HS256, cache warm): $(ratio "$(col HS256-policy 2)" "$(col HS256-warm 2)") req/s"
+if [ -n "$(col HS256-policy 2)" ] && [ -n "$(col HS256-warm 2)" ]; then
+  echo "policy on / off (HS256, cache warm): $(ratio "$(col HS256-policy 2)" "$(col HS256-warm 2)") req/s"
+fi
 for port in "${gateways[@]}"; do
   echo "sessiongate on :$port peak RSS: $(awk '/VmHWM/ { print $2, $3 }' "/proc/$(cat "$work/gw-$port.pid")/status")"
 done
