@@ -84,9 +84,11 @@ pub(super) struct Forwarding<'a> {
 }
 
 /// The `X-Forwarded-*` values of one request.
-struct Forwarded {
+struct Forwarded<'a> {
     /// The address this connection came from: appended to `X-Forwarded-For`.
     peer: IpAddr,
+    /// `peer` as text.
+    peer_text: &'a HeaderValue,
     /// Whether the peer is a trusted proxy, whose own `-Proto` and `-Host` are kept.
     trusted: bool,
     tls: bool,
@@ -148,6 +150,7 @@ impl Upstream {
         let peer = fwd.conn.peer.ip().to_canonical();
         let forwarded = Forwarded {
             peer,
+            peer_text: &fwd.conn.forwarded_for,
             trusted: self.trusted_proxies.iter().any(|net| net.contains(&peer)),
             tls: fwd.conn.tls,
             host,
@@ -237,29 +240,31 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|value| value.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    let proxy: Vec<HeaderName> = headers
+    // One pass over the names present rather than a hashed removal per hop-by-hop name:
+    // a message carries one of them (`Connection`) or none.
+    let present: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().starts_with("proxy-"))
+        .filter(|name| HOP_BY_HOP.contains(name) || name.as_str().starts_with("proxy-"))
         .cloned()
         .collect();
-    for name in HOP_BY_HOP.iter().chain(&named).chain(&proxy) {
+    for name in present.iter().chain(&named) {
         headers.remove(name);
     }
 }
 
 /// `X-Forwarded-For` gets the peer appended. `-Proto` and `-Host` describe this hop,
 /// unless a trusted proxy already set them (it saw the client's scheme and host).
-fn set_forwarded(headers: &mut HeaderMap, fwd: Forwarded) {
+fn set_forwarded(headers: &mut HeaderMap, fwd: Forwarded<'_>) {
     let prior: Vec<&str> = headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
     let chain = match prior.is_empty() {
-        true => fwd.peer.to_string(),
-        false => format!("{}, {}", prior.join(", "), fwd.peer),
+        true => Some(fwd.peer_text.clone()),
+        false => HeaderValue::from_str(&format!("{}, {}", prior.join(", "), fwd.peer)).ok(),
     };
-    if let Ok(chain) = HeaderValue::from_str(&chain) {
+    if let Some(chain) = chain {
         headers.insert(X_FORWARDED_FOR, chain);
     }
     if fwd.trusted && headers.contains_key(&X_FORWARDED_PROTO) {
