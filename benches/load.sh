@@ -6,12 +6,19 @@
 # ES256 tokens with the verified-token cache warm and off (every request pays the full
 # signature check), and once more cache warm with a workspace policy on the benchmark
 # workspace (`HS256-policy`: a 1000-CIDR IP allow-list and one required claim, activity
-# counted as always; its cost is the ratio to `HS256-warm`). Both proxies enforce the same policy: issuer, audience, expiry and a
-# cutoff on the benchmark workspace. Scenarios are interleaved and repeated; medians are
-# printed, with each proxy's CPU per request summed over all its threads.
+# counted as always; its cost is the ratio to `HS256-warm`). Both proxies enforce the
+# same policy: issuer, audience, expiry and a cutoff on the benchmark workspace. The
+# `hyper-floor` row is the leanest proxy hyper makes (benches/tools/hyper_floor.rs): what
+# hyper, tokio and the kernel cost without anything of ours. Scenarios are interleaved and
+# repeated; medians are printed, with each proxy's CPU per request summed over all its
+# threads.
 #
 #   bash benches/load.sh                 # ROUNDS=3 DURATION=10s CONNS=64
 #   ROUNDS=1 DURATION=5s bash benches/load.sh
+#   BEFORE_BIN=/tmp/sessiongate-old bash benches/load.sh
+#                                        # also that binary, as rows `...@before`: a change
+#                                        # measured against its parent in the same run
+#   SCENARIOS="haproxy RS256-cold RS256-cold@before" bash benches/load.sh   # some rows only
 #
 # Pinning (2-core machines): wrk on CPU 0; nginx and the proxy under test share CPU 1.
 # Figures are for comparing rows of the same run: the machines are noisy.
@@ -25,7 +32,8 @@ CONNS=${CONNS:-64}
 LOAD_CPU=${LOAD_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 UPSTREAM_PORT=18080 HAPROXY_PORT=18081 WARM_PORT=18082 COLD_PORT=18083 HAPROXY_JWT_PORT=18084
-POLICY_PORT=18085
+POLICY_PORT=18085 BEFORE_WARM_PORT=18086 BEFORE_COLD_PORT=18087 FLOOR_PORT=18088
+BEFORE_BIN=${BEFORE_BIN:-}
 ISSUER=https://idp.bench.test AUDIENCE=sessiongate-bench
 
 need() {
@@ -36,7 +44,7 @@ need wrk wrk
 need nginx nginx-light
 need haproxy haproxy
 
-cargo build --release --quiet --bin sessiongate --example bench_tokens
+cargo build --release --quiet --bin sessiongate --example bench_tokens --example hyper_floor
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -89,6 +97,11 @@ taskset -c "$SERVER_CPU" haproxy -f "$work/haproxy.cfg" -db &
 pids+=($!)
 echo $! >"$work/haproxy.pid"
 
+# --- the floor: the leanest proxy hyper makes (benches/tools/hyper_floor.rs) ------------
+taskset -c "$SERVER_CPU" target/release/examples/hyper_floor "127.0.0.1:$FLOOR_PORT" "127.0.0.1:$UPSTREAM_PORT" &
+pids+=($!)
+echo $! >"$work/hyper-floor.pid"
+
 # --- the same JWT policy in HAProxy (2.5+ converters), one thread ---------------------
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/secret"
 # An old cutoff for the benchmark workspace: the lookup and compare run on every request.
@@ -123,7 +136,7 @@ pids+=($!)
 echo $! >"$work/haproxy-jwt.pid"
 
 # --- sessiongate: cache warm on one port, cache off on another -------------------------
-gateway() { # port cache_entries
+gateway() { # port cache_entries [binary]
   cat >"$work/gw-$1.toml" <<EOF
 upstream.url = "http://127.0.0.1:$UPSTREAM_PORT"
 server.listen = "127.0.0.1:$1"
@@ -141,22 +154,28 @@ public_key_file = "$PWD/tests/fixtures/rsa.pub.pem"
 [[jwt.keys]]
 public_key_file = "$PWD/tests/fixtures/ec256.pub.pem"
 EOF
-  taskset -c "$SERVER_CPU" target/release/sessiongate serve --config "$work/gw-$1.toml" >"$work/gw-$1.log" 2>&1 &
+  taskset -c "$SERVER_CPU" "${3:-target/release/sessiongate}" serve --config "$work/gw-$1.toml" >"$work/gw-$1.log" 2>&1 &
   pids+=($!)
   echo $! >"$work/gw-$1.pid"
 }
 gateway "$WARM_PORT" 100000
 gateway "$COLD_PORT" 0
 gateway "$POLICY_PORT" 100000
+gateways=($WARM_PORT $COLD_PORT $POLICY_PORT)
+if [ -n "$BEFORE_BIN" ]; then
+  gateway "$BEFORE_WARM_PORT" 100000 "$BEFORE_BIN"
+  gateway "$BEFORE_COLD_PORT" 0 "$BEFORE_BIN"
+  gateways+=($BEFORE_WARM_PORT $BEFORE_COLD_PORT)
+fi
 token() { awk -v alg="$1" '$1 == alg { print $2 }' "$work/tokens"; }
 
-for port in $UPSTREAM_PORT $HAPROXY_PORT $HAPROXY_JWT_PORT $WARM_PORT $COLD_PORT $POLICY_PORT; do
+for port in $UPSTREAM_PORT $HAPROXY_PORT $HAPROXY_JWT_PORT $FLOOR_PORT "${gateways[@]}"; do
   for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 done
 # A cutoff on the benchmark workspace in both gateways (as in HAProxy's map), then tokens
 # issued after it.
 target/release/examples/bench_tokens "$work/secret" >"$work/tokens"
-for port in $WARM_PORT $COLD_PORT $POLICY_PORT; do
+for port in "${gateways[@]}"; do
   curl -sf -o /dev/null -X POST -H "Authorization: Bearer $(token ADMIN)" \
     "http://127.0.0.1:$port/_sessiongate/v1/workspaces/acme/logout-all"
 done
@@ -171,13 +190,22 @@ target/release/examples/bench_tokens "$work/secret" >"$work/tokens"
 
 # --- runs ------------------------------------------------------------------------------
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# Busy and total ticks of the server core: a proxy that leaves it idle is waiting, not working.
+core_ticks() { awk -v cpu="cpu$SERVER_CPU" '$1 == cpu { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
 tick_hz=$(getconf CLK_TCK)
 to_ms() { # wrk latency like 1.23ms / 456.78us / 1.01s
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
 }
 
-scenarios=(direct haproxy HS256-warm HS256-policy RS256-warm ES256-warm
+scenarios=(direct haproxy hyper-floor HS256-warm HS256-policy RS256-warm ES256-warm
   HS256-haproxy-jwt RS256-haproxy-jwt ES256-haproxy-jwt HS256-cold RS256-cold ES256-cold)
+if [ -n "$BEFORE_BIN" ]; then
+  scenarios+=(HS256-warm@before RS256-warm@before ES256-warm@before
+    HS256-cold@before RS256-cold@before ES256-cold@before)
+fi
+if [ -n "${SCENARIOS:-}" ]; then
+  read -ra scenarios <<<"$SCENARIOS"
+fi
 results="$work/results"
 : >"$results"
 run() { # scenario
@@ -185,19 +213,25 @@ run() { # scenario
   case $name in
     direct) port=$UPSTREAM_PORT ;;
     haproxy) port=$HAPROXY_PORT; pid=$(cat "$work/haproxy.pid") ;;
+    hyper-floor) port=$FLOOR_PORT; pid=$(cat "$work/hyper-floor.pid") ;;
     *-haproxy-jwt) port=$HAPROXY_JWT_PORT; pid=$(cat "$work/haproxy-jwt.pid") ;;
-    *-policy) port=$POLICY_PORT; pid=$(cat "$work/gw-$POLICY_PORT.pid") ;;
-    *-warm) port=$WARM_PORT; pid=$(cat "$work/gw-$WARM_PORT.pid") ;;
-    *-cold) port=$COLD_PORT; pid=$(cat "$work/gw-$COLD_PORT.pid") ;;
+    *-policy) port=$POLICY_PORT ;;
+    *-warm) port=$WARM_PORT ;;
+    *-cold) port=$COLD_PORT ;;
+    *-warm@before) port=$BEFORE_WARM_PORT ;;
+    *-cold@before) port=$BEFORE_COLD_PORT ;;
   esac
+  [ -f "$work/gw-$port.pid" ] && pid=$(cat "$work/gw-$port.pid")
   case $name in HS256* | RS256* | ES256*) header=(-H "Authorization: Bearer $(token "${name%%-*}")") ;; esac
   # Warm up (and fill the verify cache) before measuring.
   taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d1s "${header[@]}" "http://127.0.0.1:$port/" >/dev/null
-  local before=0
+  local before=0 core_before
   [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+  core_before=$(core_ticks)
   local out
   out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "${header[@]}" "http://127.0.0.1:$port/")
-  local rps requests p50 p99 non2xx cpu_us="-"
+  local rps requests p50 p99 non2xx cpu_us="-" busy
+  busy=$(awk -v a="$core_before" -v b="$(core_ticks)" 'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.0f", 100 * (y[1] - x[1]) / (y[2] - x[2]) }')
   rps=$(awk '/^Requests\/sec/ { print $2 }' <<<"$out")
   requests=$(awk '/requests in/ { print $1 }' <<<"$out")
   p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
@@ -209,7 +243,7 @@ run() { # scenario
   if [ -n "$non2xx" ]; then
     echo "warning: $name answered $non2xx non-2xx responses" >&2
   fi
-  echo "$name $rps $p50 $p99 $cpu_us" >>"$results"
+  echo "$name $rps $p50 $p99 $cpu_us $busy" >>"$results"
 }
 
 for round in $(seq "$ROUNDS"); do
@@ -228,21 +262,23 @@ haproxy=$(col haproxy 2)
 # HAProxy with the same algorithm's JWT check for the cache-off rows.
 baseline() {
   case $1 in
-    *-cold) col "${1%%-*}-haproxy-jwt" 2 ;;
+    *-cold | *-cold@before) col "${1%%-*}-haproxy-jwt" 2 ;;
     *) echo "$haproxy" ;;
   esac
 }
-printf '\n%-18s %10s %9s %12s %9s %9s %11s\n' scenario req/s vs_direct vs_baseline p50_ms p99_ms cpu_us/req
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == "" || b == 0) print "nan"; else print a / b }'; }
+printf '\n%-18s %10s %9s %12s %9s %9s %11s %10s\n' scenario req/s vs_direct vs_baseline p50_ms p99_ms cpu_us/req core_busy%
 for name in "${scenarios[@]}"; do
   rps=$(col "$name" 2)
   cpu=$( [ "$name" = direct ] && echo "-" || col "$name" 5)
-  printf '%-18s %10.0f %9.2f %12.2f %9.3f %9.3f %11s\n' "$name" "$rps" \
-    "$(awk -v a="$rps" -v b="$direct" 'BEGIN { print a / b }')" \
-    "$(awk -v a="$rps" -v b="$(baseline "$name")" 'BEGIN { print a / b }')" \
-    "$(col "$name" 3)" "$(col "$name" 4)" "$cpu"
+  printf '%-18s %10.0f %9.2f %12.2f %9.3f %9.3f %11s %10s\n' "$name" "$rps" \
+    "$(ratio "$rps" "$direct")" "$(ratio "$rps" "$(baseline "$name")")" \
+    "$(col "$name" 3)" "$(col "$name" 4)" "$cpu" "$(col "$name" 6)"
 done
-echo "policy on / off (HS256, cache warm): $(awk -v a="$(col HS256-policy 2)" -v b="$(col HS256-warm 2)" 'BEGIN { printf "%.3f", a / b }') req/s"
-for port in $WARM_PORT $COLD_PORT; do
+if [ -n "$(col HS256-policy 2)" ] && [ -n "$(col HS256-warm 2)" ]; then
+  echo "policy on / off (HS256, cache warm): $(ratio "$(col HS256-policy 2)" "$(col HS256-warm 2)") req/s"
+fi
+for port in "${gateways[@]}"; do
   echo "sessiongate on :$port peak RSS: $(awk '/VmHWM/ { print $2, $3 }' "/proc/$(cat "$work/gw-$port.pid")/status")"
 done
 echo "medians of $ROUNDS interleaved rounds, wrk -t1 -c$CONNS -d$DURATION on CPU $LOAD_CPU; servers on CPU $SERVER_CPU"

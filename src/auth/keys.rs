@@ -13,9 +13,11 @@ use spki::{ObjectIdentifier, SubjectPublicKeyInfoOwned};
 use crate::config::{KeyConfig, KeySource};
 
 mod jwks;
+mod prepared;
 mod ring;
 
 pub use jwks::JwksError;
+use prepared::Prepared;
 pub use ring::KeyRing;
 
 const OID_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
@@ -41,7 +43,8 @@ pub struct VerifyKey {
     /// When set, the only algorithm this key verifies.
     algorithm: Option<Algorithm>,
     kind: KeyKind,
-    key: DecodingKey,
+    /// The key made ready for each algorithm it verifies.
+    prepared: Vec<Prepared>,
 }
 
 /// The type of a key, fine enough to tell which algorithms it can verify.
@@ -170,22 +173,42 @@ impl<'a> Candidates<'a> {
 }
 
 impl<'a> Iterator for Candidates<'a> {
-    type Item = &'a DecodingKey;
+    type Item = &'a VerifyKey;
 
-    fn next(&mut self) -> Option<&'a DecodingKey> {
+    fn next(&mut self) -> Option<&'a VerifyKey> {
         let (kid, alg) = (self.kid, self.alg);
         self.keys
             .by_ref()
             .find(|key| key.kid.as_deref() == kid && key.fits(alg))
-            .map(|key| &key.key)
     }
 }
 
 // === impl VerifyKey ===
 
 impl VerifyKey {
+    fn new(
+        kid: Option<String>,
+        algorithm: Option<Algorithm>,
+        kind: KeyKind,
+        key: &DecodingKey,
+    ) -> Self {
+        Self {
+            kid,
+            algorithm,
+            kind,
+            prepared: Prepared::all(kind, key, algorithm),
+        }
+    }
+
     fn fits(&self, alg: Algorithm) -> bool {
         self.algorithm.is_none_or(|only| only == alg) && self.kind.fits(alg)
+    }
+
+    /// Whether `signature` (decoded) signs `message` with `alg`, which the key fits.
+    pub fn check(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        (self.prepared.iter())
+            .find(|prepared| prepared.verifies(alg))
+            .is_some_and(|prepared| prepared.check(message, signature))
     }
 }
 
@@ -257,12 +280,12 @@ pub fn hmac_secret(entry: &KeyConfig) -> Result<Option<Secret>, KeyError> {
 
 fn load_entry(entry: &KeyConfig) -> Result<Vec<VerifyKey>, KeyError> {
     let single = |kind, key| {
-        vec![VerifyKey {
-            kid: entry.kid.clone(),
-            algorithm: entry.algorithm,
+        vec![VerifyKey::new(
+            entry.kid.clone(),
+            entry.algorithm,
             kind,
-            key,
-        }]
+            &key,
+        )]
     };
     if let Some(secret) = hmac_secret(entry)? {
         let key = DecodingKey::from_secret(secret.expose()).map_err(|_| KeyError::EmptySecret {
@@ -399,12 +422,7 @@ fn jwk_key(value: serde_json::Value, allow_hmac: bool) -> Result<VerifyKey, &'st
         return Err("\"alg\" does not fit the key type");
     }
     let key = DecodingKey::from_jwk(&jwk).map_err(|_| "unusable key material")?;
-    Ok(VerifyKey {
-        kid: jwk.common.key_id,
-        algorithm,
-        kind,
-        key,
-    })
+    Ok(VerifyKey::new(jwk.common.key_id, algorithm, kind, &key))
 }
 
 fn signing_algorithm(alg: KeyAlgorithm) -> Result<Algorithm, &'static str> {

@@ -84,9 +84,11 @@ pub(super) struct Forwarding<'a> {
 }
 
 /// The `X-Forwarded-*` values of one request.
-struct Forwarded {
+struct Forwarded<'a> {
     /// The address this connection came from: appended to `X-Forwarded-For`.
     peer: IpAddr,
+    /// `peer` as text.
+    peer_text: &'a HeaderValue,
     /// Whether the peer is a trusted proxy, whose own `-Proto` and `-Host` are kept.
     trusted: bool,
     tls: bool,
@@ -148,6 +150,7 @@ impl Upstream {
         let peer = fwd.conn.peer.ip().to_canonical();
         let forwarded = Forwarded {
             peer,
+            peer_text: &fwd.conn.forwarded_for,
             trusted: self.trusted_proxies.iter().any(|net| net.contains(&peer)),
             tls: fwd.conn.tls,
             host,
@@ -170,9 +173,14 @@ impl Upstream {
         &self,
         req: Request<Incoming>,
     ) -> Result<Response<Incoming>, UpstreamError> {
+        // The sending future goes straight into the timeout: passed to an `async fn`
+        // first, it would take room twice in every request's future (1.7 kB each).
+        let timeout = self.config.response_timeout;
         match &self.client {
-            Streaming::Pool(pool) => self.answer(pool.send(req)).await,
-            Streaming::Legacy(client) => self.answer(client.request(req)).await,
+            Streaming::Pool(pool) => answer(tokio::time::timeout(timeout, pool.send(req)).await),
+            Streaming::Legacy(client) => {
+                answer(tokio::time::timeout(timeout, client.request(req)).await)
+            }
         }
     }
 
@@ -181,21 +189,8 @@ impl Upstream {
         &self,
         req: Request<Full<Bytes>>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        self.answer(self.buffered.request(req)).await
-    }
-
-    async fn answer<E: Into<BoxError>>(
-        &self,
-        sent: impl Future<Output = Result<Response<Incoming>, E>>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        let mut response = tokio::time::timeout(self.config.response_timeout, sent)
-            .await
-            .map_err(|_| UpstreamError::Timeout)?
-            .map_err(UpstreamError::from_client)?;
-        if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-            remove_hop_by_hop(response.headers_mut());
-        }
-        Ok(response)
+        let sent = self.buffered.request(req);
+        answer(tokio::time::timeout(self.config.response_timeout, sent).await)
     }
 
     /// The upstream URI: upstream scheme, the client's host as authority (the connector
@@ -222,6 +217,20 @@ impl Upstream {
     }
 }
 
+/// The upstream's answer, or why there is none: connection failures are 502, no response
+/// headers in time is 504.
+fn answer<E: Into<BoxError>>(
+    answered: Result<Result<Response<Incoming>, E>, tokio::time::error::Elapsed>,
+) -> Result<Response<Incoming>, UpstreamError> {
+    let mut response = answered
+        .map_err(|_| UpstreamError::Timeout)?
+        .map_err(UpstreamError::from_client)?;
+    if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        remove_hop_by_hop(response.headers_mut());
+    }
+    Ok(response)
+}
+
 /// Removes the headers that describe one hop only (RFC 9110 section 7.6.1).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
@@ -231,29 +240,31 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .flat_map(|value| value.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
-    let proxy: Vec<HeaderName> = headers
+    // One pass over the names present rather than a hashed removal per hop-by-hop name:
+    // a message carries one of them (`Connection`) or none.
+    let present: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().starts_with("proxy-"))
+        .filter(|name| HOP_BY_HOP.contains(name) || name.as_str().starts_with("proxy-"))
         .cloned()
         .collect();
-    for name in HOP_BY_HOP.iter().chain(&named).chain(&proxy) {
+    for name in present.iter().chain(&named) {
         headers.remove(name);
     }
 }
 
 /// `X-Forwarded-For` gets the peer appended. `-Proto` and `-Host` describe this hop,
 /// unless a trusted proxy already set them (it saw the client's scheme and host).
-fn set_forwarded(headers: &mut HeaderMap, fwd: Forwarded) {
+fn set_forwarded(headers: &mut HeaderMap, fwd: Forwarded<'_>) {
     let prior: Vec<&str> = headers
         .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
     let chain = match prior.is_empty() {
-        true => fwd.peer.to_string(),
-        false => format!("{}, {}", prior.join(", "), fwd.peer),
+        true => Some(fwd.peer_text.clone()),
+        false => HeaderValue::from_str(&format!("{}, {}", prior.join(", "), fwd.peer)).ok(),
     };
-    if let Ok(chain) = HeaderValue::from_str(&chain) {
+    if let Some(chain) = chain {
         headers.insert(X_FORWARDED_FOR, chain);
     }
     if fwd.trusted && headers.contains_key(&X_FORWARDED_PROTO) {

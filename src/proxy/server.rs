@@ -70,10 +70,7 @@ pub async fn serve(
             let Some(io) = handshake(stream, tls, timeout).await else {
                 return;
             };
-            let conn = ConnInfo {
-                peer,
-                tls: matches!(io, Either::Left(_)),
-            };
+            let conn = ConnInfo::new(peer, matches!(io, Either::Left(_)));
             let connection = builder.serve_connection_with_upgrades(
                 TokioIo::new(io),
                 Gateway::new(proxy.clone(), conn, permit),

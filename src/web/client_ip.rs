@@ -2,14 +2,30 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
 
 /// What the gateway knows about the connection a request came on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The peer's address as `X-Forwarded-For` names it: written once per connection, not
+    /// formatted again for each of its requests.
+    pub forwarded_for: HeaderValue,
+}
+
+// === impl ConnInfo ===
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        let text = peer.ip().to_canonical().to_string();
+        Self {
+            peer,
+            tls,
+            forwarded_for: HeaderValue::from_str(&text).expect("an IP address is a header value"),
+        }
+    }
 }
 
 /// The client's IP. `X-Forwarded-For` is believed only hop by hop from the right while

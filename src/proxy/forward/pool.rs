@@ -11,6 +11,8 @@
 //! (docs/perf/issue-15.md).
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
 
 use http::{Request, Response, Uri, header};
@@ -67,7 +69,20 @@ impl H1Pool {
         }
     }
 
-    async fn send_on_new(&self, req: Request<Incoming>) -> Result<Response<Incoming>, BoxError> {
+    /// Boxed: dialling and the handshake make a future of kilobytes, which inline would
+    /// be part of every request's future (allocated and copied per request) though only
+    /// a new connection needs it.
+    fn send_on_new(
+        &self,
+        req: Request<Incoming>,
+    ) -> Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send + '_>> {
+        Box::pin(self.send_on_new_inline(req))
+    }
+
+    async fn send_on_new_inline(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, BoxError> {
         let mut fresh = self.connect().await?;
         let sent = fresh.send_request(req);
         self.checkin(fresh);
