@@ -242,6 +242,7 @@ impl Sessions {
     /// Every stored cutoff is in memory (`count` of them): after the first load and after
     /// each resync of a shared store.
     pub fn loaded(&self, count: usize) {
+        self.cutoffs.shrink_to_fit();
         let count = i64::try_from(count).unwrap_or(i64::MAX);
         self.metrics.cutoffs_loaded.set(count);
         self.metrics.store_up.set(1);
