@@ -72,9 +72,9 @@ impl Cutoffs {
     /// is the preserved session (which ends with its token's `exp`), then the user's
     /// subject-wide cutoff, which preserves none.
     pub fn check(&self, session: &Session<'_>, now: f64) -> Result<(), Refusal> {
-        let workspace = self
-            .workspaces
-            .get(name(session.workspace), |ws| (ws.id, admits(&ws, session, now)));
+        let workspace = self.workspaces.get(name(session.workspace), |ws| {
+            (ws.id, admits(&ws, session, now))
+        });
         if let Some((id, admitted)) = workspace {
             if !admitted {
                 return Err(Refusal::Invalidated);
@@ -138,13 +138,6 @@ impl Cutoffs {
         self.read(scope, |held| held.cutoff())
     }
 
-    /// Gives back what the tables reserved while growing: once a load is done.
-    pub fn shrink_to_fit(&self) {
-        self.workspaces.shrink_to_fit();
-        self.users.shrink_to_fit();
-        self.subjects.shrink_to_fit();
-    }
-
     /// Reads the entry of `scope` (an entry holding no cutoff reads as `None` there).
     fn read<R>(&self, scope: &Scope, read: impl FnOnce(Held<'_>) -> Option<R>) -> Option<R> {
         match scope {
@@ -156,7 +149,6 @@ impl Cutoffs {
             Scope::Subject(subject) => self.subjects.get(name(subject), read)?,
         }
     }
-
 }
 
 // === impl Session ===
@@ -202,9 +194,9 @@ fn admits(held: &Held<'_>, session: &Session<'_>, now: f64) -> bool {
         return true;
     };
     session.time >= valid_after as f64
-        || held.preserved().is_some_and(|p| {
-            now < p.expires_at && p.session_id == session.id.as_bytes()
-        })
+        || held
+            .preserved()
+            .is_some_and(|p| now < p.expires_at && p.session_id == session.id.as_bytes())
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! A compact table of cutoffs by key, in shards behind `RwLock`s.
 //!
-//! Each shard keeps its entries in one `Vec` (24 bytes each, no per-entry allocation), a
+//! Each shard keeps its entries in chunks (24 bytes each, no per-entry allocation), a
 //! `hashbrown::HashTable` of `u32` indices into it (about 8 bytes an entry at its load
 //! factor, where a table of the entries themselves would waste up to half of 24), and
 //! their keys and preserved sessions in an append-only `Arena`. Cutoffs are never deleted,
@@ -23,6 +23,8 @@ use crate::store::{Cutoff, Preserved};
 /// during a load blocks 1/32 of the lookups for its duration only.
 const SHARD_BITS: u32 = 5;
 const SHARDS: usize = 1 << SHARD_BITS;
+/// Entries per chunk (96 KiB).
+const ENTRY_CHUNK: usize = 4096;
 /// Entry indices fit beside the shard number in a `u32` id.
 const MAX_ENTRIES: usize = 1 << (32 - SHARD_BITS);
 /// `Entry::preserved` values at or above this one are not arena offsets.
@@ -44,8 +46,17 @@ pub(super) struct Table {
 struct Shard {
     /// Indices into `entries`, by the hash of their key.
     index: HashTable<u32>,
-    entries: Vec<Entry>,
+    entries: Entries,
     arena: Arena,
+}
+
+/// Entries in chunks of `ENTRY_CHUNK`: a growing `Vec` would leave a freed copy of
+/// itself behind at every doubling, resident after a load (most of the ~70 MiB a 1M + 1M
+/// load left over its table, with the arena's).
+#[derive(Debug, Default)]
+struct Entries {
+    chunks: Vec<Vec<Entry>>,
+    len: usize,
 }
 
 /// One key and its cutoff, in 24 bytes.
@@ -82,32 +93,30 @@ impl Table {
 
     /// Reads the entry of `key`, if there is one, under its shard's read lock.
     pub(super) fn get<R>(&self, key: Key<'_>, read: impl FnOnce(Held<'_>) -> R) -> Option<R> {
-        let hash = self.hasher.hash_one(key);
-        let (number, shard) = self.shard(hash);
-        let shard = read_lock(shard);
-        let index = shard.find(hash, key, self.scoped)?;
-        Some(read(shard.held(number, index)))
+        self.get_hashed(self.hasher.hash_one(key), key, read)
     }
 
     /// The id of `key`'s entry, made (holding no cutoff) if there is none.
     pub(super) fn intern(&self, key: Key<'_>) -> u32 {
-        if let Some(id) = self.get(key, |held| held.id) {
+        let hash = self.hasher.hash_one(key);
+        if let Some(id) = self.get_hashed(hash, key, |held| held.id) {
             return id;
         }
-        self.with_entry(key, |_, _| false).0
+        self.with_entry(hash, key, |_, _| false).0
     }
 
     /// Installs `cutoff` for `key` unless the entry holds the same or a higher rank;
     /// returns whether it did.
     pub(super) fn install(&self, key: Key<'_>, cutoff: &Cutoff) -> bool {
-        let unchanged = self.get(key, |held| held.rank() >= Some(cutoff.rank()));
-        if unchanged == Some(true) {
+        let hash = self.hasher.hash_one(key);
+        let rank = Some(cutoff.rank());
+        if self.get_hashed(hash, key, |held| held.rank() >= rank) == Some(true) {
             // A resync applies every stored cutoff again: most change nothing, and take
             // the read lock only.
             return false;
         }
-        self.with_entry(key, |shard, index| shard.replace(index, cutoff))
-            .1
+        let replace = |shard: &mut Shard, index| shard.replace(index, cutoff);
+        self.with_entry(hash, key, replace).1
     }
 
     /// Hands every cutoff held, with its key, to `visit` (under each shard's read lock in
@@ -115,9 +124,10 @@ impl Table {
     pub(super) fn for_each(&self, mut visit: impl FnMut(Key<'_>, Cutoff)) {
         for (number, shard) in self.shards.iter().enumerate() {
             let shard = read_lock(shard);
-            for (index, entry) in shard.entries.iter().enumerate() {
-                if let Some(cutoff) = shard.held(number, index).cutoff() {
-                    visit(shard.arena.key(entry.key, self.scoped), cutoff);
+            for index in 0..shard.entries.len {
+                let held = shard.held(number, index);
+                if let Some(cutoff) = held.cutoff() {
+                    visit(shard.arena.key(held.entry.key, self.scoped), cutoff);
                 }
             }
         }
@@ -126,33 +136,25 @@ impl Table {
     /// The name of the entry `id` names, if it is one of this table's.
     pub(super) fn name(&self, id: u32) -> Option<String> {
         let shard = read_lock(self.shards.get(id as usize % SHARDS)?);
-        let entry = shard.entries.get((id >> SHARD_BITS) as usize)?;
+        let index = (id >> SHARD_BITS) as usize;
+        let entry = (index < shard.entries.len).then(|| shard.entries.get(index))?;
         Some(text(shard.arena.key(entry.key, self.scoped).name))
-    }
-
-    /// Gives back the room the vectors reserved while growing (after a load).
-    pub(super) fn shrink_to_fit(&self) {
-        for shard in &self.shards {
-            let mut shard = write_lock(shard);
-            shard.entries.shrink_to_fit();
-            shard.arena.shrink_to_fit();
-        }
     }
 
     /// Entries held (with or without a cutoff).
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.shards.iter().map(|s| read_lock(s).entries.len()).sum()
+        self.shards.iter().map(|s| read_lock(s).entries.len).sum()
     }
 
     /// Runs `change` on `key`'s entry (made if missing) under the shard's write lock;
     /// returns the entry's id and what `change` returned.
     fn with_entry(
         &self,
+        hash: u64,
         key: Key<'_>,
         change: impl FnOnce(&mut Shard, usize) -> bool,
     ) -> (u32, bool) {
-        let hash = self.hasher.hash_one(key);
         let (number, shard) = self.shard(hash);
         let mut shard = write_lock(shard);
         let index = match shard.find(hash, key, self.scoped) {
@@ -161,6 +163,18 @@ impl Table {
         };
         let changed = change(&mut shard, index);
         (id(number, index), changed)
+    }
+
+    fn get_hashed<R>(
+        &self,
+        hash: u64,
+        key: Key<'_>,
+        read: impl FnOnce(Held<'_>) -> R,
+    ) -> Option<R> {
+        let (number, shard) = self.shard(hash);
+        let shard = read_lock(shard);
+        let index = shard.find(hash, key, self.scoped)?;
+        Some(read(shard.held(number, index)))
     }
 
     /// The shard of `hash`, from the bits just below the 7 hashbrown keeps as its tag
@@ -181,7 +195,7 @@ impl Shard {
     }
 
     fn key(&self, index: usize, scoped: bool) -> Key<'_> {
-        self.arena.key(self.entries[index].key, scoped)
+        self.arena.key(self.entries.get(index).key, scoped)
     }
 
     /// Adds `key`, holding no cutoff yet; returns its index.
@@ -192,7 +206,7 @@ impl Shard {
         hash_key: impl Fn(Key<'_>) -> u64,
         scoped: bool,
     ) -> usize {
-        let index = self.entries.len();
+        let index = self.entries.len;
         assert!(
             index < MAX_ENTRIES,
             "a shard holds fewer than 2^27 entries: memory runs out long before"
@@ -209,24 +223,26 @@ impl Shard {
             entries,
             arena,
         } = self;
-        let rehash = |i: &u32| hash_key(arena.key(entries[*i as usize].key, scoped));
+        let rehash = |i: &u32| hash_key(arena.key(entries.get(*i as usize).key, scoped));
         table.insert_unique(hash, index as u32, rehash);
         index
     }
 
     /// Puts `cutoff` in the entry unless it holds the same or a higher rank.
     fn replace(&mut self, index: usize, cutoff: &Cutoff) -> bool {
-        if self.entries[index].rank() >= Some(cutoff.rank()) {
+        if self.entries.get(index).rank() >= Some(cutoff.rank()) {
             return false;
         }
         let preserved = match &cutoff.preserved {
             Some(Preserved {
                 session_id,
                 expires_at,
-            }) => self.arena.push_preserved(*expires_at, session_id.as_bytes()),
+            }) => self
+                .arena
+                .push_preserved(*expires_at, session_id.as_bytes()),
             None => NOT_PRESERVED,
         };
-        let entry = &mut self.entries[index];
+        let entry = self.entries.get_mut(index);
         entry.preserved = preserved;
         entry.valid_after = cutoff.valid_after;
         entry.version = cutoff.version;
@@ -236,9 +252,30 @@ impl Shard {
     fn held(&self, number: usize, index: usize) -> Held<'_> {
         Held {
             id: id(number, index),
-            entry: self.entries[index],
+            entry: *self.entries.get(index),
             arena: &self.arena,
         }
+    }
+}
+
+// === impl Entries ===
+
+impl Entries {
+    fn push(&mut self, entry: Entry) {
+        if self.len.is_multiple_of(ENTRY_CHUNK) {
+            self.chunks.push(Vec::with_capacity(ENTRY_CHUNK));
+        }
+        let last = self.chunks.len() - 1;
+        self.chunks[last].push(entry);
+        self.len += 1;
+    }
+
+    fn get(&self, index: usize) -> &Entry {
+        &self.chunks[index / ENTRY_CHUNK][index % ENTRY_CHUNK]
+    }
+
+    fn get_mut(&mut self, index: usize) -> &mut Entry {
+        &mut self.chunks[index / ENTRY_CHUNK][index % ENTRY_CHUNK]
     }
 }
 

@@ -201,7 +201,10 @@ fn the_preserved_session_passes_until_its_token_expires() {
 #[test]
 fn a_user_cutoff_is_found_by_the_folded_name_in_its_workspace_only() {
     let sessions = Cutoffs::default();
-    sessions.apply(&user_scope("acme", "bob@example.com"), cutoff(2000, None, 1));
+    sessions.apply(
+        &user_scope("acme", "bob@example.com"),
+        cutoff(2000, None, 1),
+    );
     let mut session = claims("acme", "Bob@Example.com", 1500.0, "jti:b");
     session.user_folded = Some("bob@example.com");
     assert_eq!(sessions.check(&session, 0.0), Err(Refusal::Revoked));
