@@ -228,6 +228,11 @@ impl Sessions {
     /// Hands every record memory holds to `visit` (which must not call back into `self`).
     pub fn for_each_record(&self, mut visit: impl FnMut(Record)) {
         self.cutoffs.for_each(&mut visit);
+        self.for_each_record_but_cutoffs(visit);
+    }
+
+    /// `for_each_record` of every record but the cutoffs.
+    fn for_each_record_but_cutoffs(&self, mut visit: impl FnMut(Record)) {
         self.revoked.for_each(&mut visit);
         self.schedules.for_each(&mut visit);
         self.policies.for_each(visit);

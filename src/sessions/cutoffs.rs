@@ -110,22 +110,37 @@ impl Cutoffs {
 
     /// Hands every cutoff held to `visit` (which must not call back into `self`).
     pub fn for_each(&self, mut visit: impl FnMut(Record)) {
-        self.workspaces.for_each(|key, cutoff| {
-            let scope = Scope::Workspace(text(key.name));
-            visit(Record::Cutoff { scope, cutoff });
+        self.for_each_held(|workspace, subject, held| {
+            let scope = Scope::from_parts(workspace, subject);
+            if let (Some(scope), Some(cutoff)) = (scope, held.cutoff()) {
+                visit(Record::Cutoff { scope, cutoff });
+            }
         });
-        self.users.for_each(|key, cutoff| {
-            let workspace = key.workspace.and_then(|id| self.workspaces.name(id));
-            let scope = Scope::User {
-                workspace: workspace.expect("a user cutoff names an interned workspace"),
-                subject: text(key.name),
-            };
-            visit(Record::Cutoff { scope, cutoff });
+    }
+
+    /// Hands the key of every cutoff held to `visit`, as `(workspace, subject)` (`None`
+    /// where the scope has none), borrowed: a resync compares every key held with the
+    /// store's, and copying every cutoff for it was its largest cost (~12 % of a 1M + 1M
+    /// Redis load in a profile of the binary).
+    pub fn for_each_key(&self, mut visit: impl FnMut(Option<&str>, Option<&str>)) {
+        self.for_each_held(|workspace, subject, _| visit(workspace, subject));
+    }
+
+    fn for_each_held(&self, mut visit: impl FnMut(Option<&str>, Option<&str>, Held<'_>)) {
+        self.workspaces
+            .for_each(|key, held| visit(Some(&text(key.name)), None, held));
+        self.users.for_each(|key, held| {
+            let id = key
+                .workspace
+                .expect("a user cutoff names an interned workspace");
+            let subject = text(key.name);
+            let visited = self.workspaces.with_name(id, |workspace| {
+                visit(Some(&text(workspace)), Some(&subject), held);
+            });
+            visited.expect("a user cutoff's workspace id names an entry of `workspaces`");
         });
-        self.subjects.for_each(|key, cutoff| {
-            let scope = Scope::Subject(text(key.name));
-            visit(Record::Cutoff { scope, cutoff });
-        });
+        self.subjects
+            .for_each(|key, held| visit(None, Some(&text(key.name)), held));
     }
 
     /// The rank of the cutoff enforced for `scope` (no copy of it).

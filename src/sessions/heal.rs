@@ -8,7 +8,7 @@ use std::hash::BuildHasher;
 use hashbrown::HashTable;
 
 use super::Sessions;
-use crate::store::{Record, RedisStore, StoreError};
+use crate::store::{Record, RedisStore, Scope, StoreError};
 
 /// What one resync saw of the store, against what memory holds.
 #[derive(Debug, Default)]
@@ -51,7 +51,7 @@ impl Heal {
     /// store and in memory.
     fn key(&self, record: &Record) -> u64 {
         match record {
-            Record::Cutoff { scope, .. } => self.keys.hash_one((0u8, scope)),
+            Record::Cutoff { scope, .. } => self.cutoff_key(scope.workspace(), scope.subject()),
             Record::RevokedSid { workspace, sid, .. } => {
                 self.keys
                     .hash_one((1u8, workspace.as_deref(), sid.as_str()))
@@ -59,6 +59,12 @@ impl Heal {
             Record::Schedule { workspace, .. } => self.keys.hash_one((2u8, workspace)),
             Record::Policy { workspace, .. } => self.keys.hash_one((3u8, workspace)),
         }
+    }
+
+    /// The hash of a cutoff's key, from its parts (workspace, subject): one of them at
+    /// least, and which of them names the scope.
+    fn cutoff_key(&self, workspace: Option<&str>, subject: Option<&str>) -> u64 {
+        self.keys.hash_one((0u8, workspace, subject))
     }
 
     /// After the whole store was read: writes back what it lacks or holds lower; returns
@@ -72,11 +78,24 @@ impl Heal {
             sessions.notify_changed();
         }
         let now = crate::clock::now();
-        sessions.for_each_record(|record| {
-            if record.in_force(now) && !self.saw(self.key(&record)) {
-                self.higher.push(record);
+        let mut missing = Vec::new();
+        sessions.cutoffs.for_each_key(|workspace, subject| {
+            if !self.saw(self.cutoff_key(workspace, subject)) {
+                missing.extend(Scope::from_parts(workspace, subject));
             }
         });
+        for scope in missing {
+            let cutoff = sessions.cutoffs.get(&scope);
+            self.higher
+                .extend(cutoff.map(|cutoff| Record::Cutoff { scope, cutoff }));
+        }
+        let mut others = Vec::new();
+        sessions.for_each_record_but_cutoffs(|record| {
+            if record.in_force(now) && !self.saw(self.key(&record)) {
+                others.push(record);
+            }
+        });
+        self.higher.extend(others);
         if self.higher.is_empty() {
             return Ok(0);
         }

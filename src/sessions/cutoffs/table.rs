@@ -120,26 +120,26 @@ impl Table {
         self.with_entry(hash, key, replace).1
     }
 
-    /// Hands every cutoff held, with its key, to `visit` (under each shard's read lock in
-    /// turn).
-    pub(super) fn for_each(&self, mut visit: impl FnMut(Key<'_>, Cutoff)) {
+    /// Hands every entry holding a cutoff, with its key, to `visit` (under each shard's
+    /// read lock in turn).
+    pub(super) fn for_each(&self, mut visit: impl FnMut(Key<'_>, Held<'_>)) {
         for (number, shard) in self.shards.iter().enumerate() {
             let shard = read_lock(shard);
             for index in 0..shard.entries.len {
                 let held = shard.held(number, index);
-                if let Some(cutoff) = held.cutoff() {
-                    visit(shard.arena.key(held.entry.key, self.scoped), cutoff);
+                if held.valid_after().is_some() {
+                    visit(shard.arena.key(held.entry.key, self.scoped), held);
                 }
             }
         }
     }
 
-    /// The name of the entry `id` names, if it is one of this table's.
-    pub(super) fn name(&self, id: u32) -> Option<String> {
+    /// Reads the name of the entry `id` names, if it is one of this table's.
+    pub(super) fn with_name<R>(&self, id: u32, read: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let shard = read_lock(self.shards.get(id as usize % SHARDS)?);
         let index = (id >> SHARD_BITS) as usize;
         let entry = (index < shard.entries.len).then(|| shard.entries.get(index))?;
-        Some(text(shard.arena.key(entry.key, self.scoped).name))
+        Some(read(shard.arena.key(entry.key, self.scoped).name))
     }
 
     /// Entries held (with or without a cutoff).
@@ -313,7 +313,7 @@ impl<'a> Held<'a> {
     /// A copy of the cutoff held.
     pub(super) fn cutoff(&self) -> Option<Cutoff> {
         let preserved = self.preserved().map(|p| Preserved {
-            session_id: text(p.session_id),
+            session_id: text(p.session_id).into_owned(),
             expires_at: p.expires_at,
         });
         Some(Cutoff {
@@ -328,9 +328,9 @@ fn id(shard: usize, index: usize) -> u32 {
     ((index << SHARD_BITS) | shard) as u32
 }
 
-/// Keys and session ids are written from `&str` only.
-pub(super) fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// Keys and session ids are written from `&str` only: this borrows them.
+pub(super) fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
 }
 
 /// A panic under a write lock cannot leave a shard half-changed (an entry is pushed
