@@ -1,16 +1,37 @@
-//! Scale: 1,000,000 workspace cutoffs and 1,000,000 per-user cutoffs.
+//! Scale: 1,000,000 workspace cutoffs and 1,000,000 per-user cutoffs (issue 15: at most
+//! 150 MB RSS once loaded, ready within 2 s from either store, the session check within
+//! 2x of an empty table).
 //!
-//! Writes them to an embedded store file, then measures what start-up does (open + load
-//! into memory), the memory it takes, and the per-request session check against an empty
-//! table, in the same run. `cargo bench --bench scale` (SCALE=N to change the count).
+//! The same cutoffs are written to an embedded store file and to a Redis of its own (on a
+//! free port, in the Redis store's key layout and value format; stopped at the end), then
+//! for each store:
+//! - in this process: the load into memory (its time) and the per-request session check
+//!   against the loaded table and an empty one;
+//! - through the real binary (`sessiongate serve`): time from spawn to `ready`, and VmRSS
+//!   once `/readyz` answers 200, against an instance with no cutoffs.
+//!
+//! The data: users spread over 10,000 workspaces; `PRESERVED=all` (the default, the worst
+//! case) gives every cutoff a preserved session as a logout-all or a logout-others leaves
+//! it; `PRESERVED=workspaces` only the workspace cutoffs (an admin logging a user out
+//! preserves nothing: the realistic mix). `cargo bench --bench scale`; `SCALE=N` changes
+//! the count. Without redis-server the Redis half is skipped with a loud line (a failure
+//! under `CI=true`).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use redb::{Database, TableDefinition};
-use sessiongate::config::StoreConfig;
+use sessiongate::config::{Config, StoreConfig};
 use sessiongate::sessions::{Session, Sessions};
-use sessiongate::store::{Cutoff, Outbox, Preserved, Scope, Store};
+use sessiongate::store::{Cutoff, Outbox, Preserved, Store};
+
+/// The binary's allocator (src/main.rs), so RSS and load time are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 // The embedded store's table layout (src/store/embedded.rs), written here in bulk: the
 // product only ever writes one logout per transaction.
@@ -18,98 +39,197 @@ const WORKSPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("workspace
 const USERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("user_cutoffs");
 /// Users are spread over this many workspaces.
 const USER_WORKSPACES: usize = 10_000;
+/// Versions as the Redis commit script makes them: server microseconds.
+const VERSION: u64 = 1_795_000_000_123_456;
 
-fn main() {
-    let count: usize = std::env::var("SCALE")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000_000);
+/// What was written, for every figure.
+#[derive(Clone, Copy)]
+struct Data {
+    count: usize,
+    /// Whether user cutoffs carry a preserved session too.
+    users_preserve: bool,
+}
+
+#[tokio::main]
+async fn main() {
+    let data = Data::from_env();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("scale.redb");
     let written = Instant::now();
-    write_store(&path, count);
+    let file = path.clone();
+    tokio::task::spawn_blocking(move || write_store(&file, data))
+        .await
+        .unwrap();
     println!(
-        "wrote {count} workspace + {count} user cutoffs in {:.1?}",
+        "data: {} workspace + {} user cutoffs over {USER_WORKSPACES} workspaces; preserved session on {} (written in {:.1?})",
+        data.count,
+        data.count,
+        data.preserved(),
         written.elapsed()
     );
+    embedded(&path, data).await;
+    let redis = support::redis_server().start().await;
+    if let Some(redis) = &redis {
+        fill_redis(redis, data).await;
+        in_process(data, "redis", redis_store(&redis.url())).await;
+    }
+    binary(&path, redis.as_ref(), data).await;
+}
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+async fn embedded(path: &Path, data: Data) {
+    let config = StoreConfig::Embedded {
+        path: path.to_path_buf(),
+    };
+    let store = async { Store::open(&config, Outbox::default()).await.unwrap() };
+    in_process(data, "embedded", store).await;
+}
+
+/// Loads `store` into a fresh table here and prints what it took.
+async fn in_process(data: Data, name: &str, store: impl Future<Output = Store>) {
     let empty = Sessions::new(&mut sessiongate::ops::registry());
-    // Resets VmHWM, so the peak below is the load's, not the bulk write's.
-    std::fs::write("/proc/self/clear_refs", "5").unwrap();
-    let before_rss = rss_kib();
     let started = Instant::now();
-    let sessions = runtime.block_on(load(&path));
+    let store = store.await;
+    let sessions = Sessions::new(&mut sessiongate::ops::registry());
+    load(&sessions, &store).await;
     let load_time = started.elapsed();
-    let grown = rss_kib() - before_rss;
-    println!("start-up load (open + read + into memory): {load_time:.2?}");
-    println!("peak RSS of the process (VmHWM): {} MiB", peak_kib() / 1024);
+    println!("{name}, in process:");
+    println!("  load (open + read + into memory): {load_time:.2?}");
+    // Growth here would count memory the bulk write (and an earlier run) freed and this
+    // load reused: RSS per cutoff comes from the binary below.
     println!(
-        "memory for {} cutoffs: {} MiB ({} bytes each)",
-        2 * count,
-        grown / 1024,
-        grown * 1024 / (2 * count) as i64
+        "  RSS of this process once loaded: {} MiB",
+        rss_kib() / 1024
     );
-
-    let (empty_ns, loaded_ns) = (check_ns(&empty, count), check_ns(&sessions, count));
+    let (empty_ns, loaded_ns) = (check_ns(&empty, data), check_ns(&sessions, data));
     println!(
-        "session check per request: empty table {empty_ns:.0} ns, loaded {loaded_ns:.0} ns ({:.2}x)",
+        "  session check per request: empty table {empty_ns:.0} ns, loaded {loaded_ns:.0} ns ({:.2}x)",
         loaded_ns / empty_ns
     );
 }
 
-fn write_store(path: &std::path::Path, count: usize) {
+/// A local store loads once; a shared one loads through its sync task, as in `serve`.
+async fn load(sessions: &Sessions, store: &Store) {
+    let Some(shared) = store.shared() else {
+        sessions.load(store).await.unwrap();
+        return;
+    };
+    let sync = sessiongate::sessions::keep_in_sync(sessions, shared);
+    let loaded = async {
+        while !sessions.is_loaded() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::select! {
+        () = sync => unreachable!("the sync task runs until dropped"),
+        () = loaded => {}
+    }
+}
+
+async fn redis_store(url: &str) -> Store {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "bench-secret-bench-secret-bench-secret").unwrap();
+    let text = format!(
+        "upstream.url = \"http://127.0.0.1:9\"\njwt.algorithms = [\"HS256\"]\n\
+         store.backend = \"redis\"\nstore.redis_url = \"{url}\"\n\
+         [[jwt.keys]]\nhmac_secret_file = \"{}\"\n",
+        secret.display()
+    );
+    let config = Config::from_toml(&text, &[]).unwrap();
+    Store::open(&config.store, Outbox::default()).await.unwrap()
+}
+
+/// The real binary on each store: time to ready and VmRSS once ready, against an
+/// instance without cutoffs.
+async fn binary(path: &Path, redis: Option<&support::RedisServer>, data: Data) {
+    let upstream = support::upstream().await;
+    let (empty, _) = serve(support::gateway(&upstream)).await;
+    let empty_kib = status_kib(empty.pid(), "VmRSS:");
+    println!(
+        "binary (sessiongate serve): {} MiB RSS with no cutoffs",
+        empty_kib / 1024
+    );
+    let embedded = support::gateway(&upstream);
+    std::fs::hard_link(path, embedded.dir().join("store.redb")).unwrap();
+    let mut runs = vec![("embedded", embedded)];
+    if let Some(redis) = redis {
+        runs.push(("redis", support::gateway(&upstream).redis(redis)));
+    }
+    for (name, gateway) in runs {
+        let (gw, ready) = serve(gateway).await;
+        let kib = status_kib(gw.pid(), "VmRSS:");
+        println!(
+            "  {name}: ready {ready:.2?} after spawn; RSS {} MiB once ready ({} bytes per cutoff over the empty instance)",
+            kib / 1024,
+            (kib - empty_kib) * 1024 / (2 * data.count) as i64
+        );
+    }
+}
+
+/// Starts `gateway`; returns it once `/readyz` answers 200, and the time that took.
+async fn serve(gateway: support::GatewayBuilder) -> (support::Gateway, Duration) {
+    let started = Instant::now();
+    let gw = gateway.start().await;
+    while gw.ops_get("/readyz").await.status() != 200 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (gw, started.elapsed())
+}
+
+fn write_store(path: &Path, data: Data) {
     let db = Database::create(path).unwrap();
     let txn = db.begin_write().unwrap();
     {
         let mut workspaces = txn.open_table(WORKSPACES).unwrap();
         let mut users = txn.open_table(USERS).unwrap();
-        for i in 0..count {
-            let cutoff = serde_json::to_vec(&cutoff(i)).unwrap();
+        for i in 0..data.count {
+            let (workspace, user) = data.cutoffs(i);
+            let workspace = serde_json::to_vec(&workspace).unwrap();
+            let user = serde_json::to_vec(&user).unwrap();
+            let (name, subject) = names(i);
             workspaces
-                .insert(format!("ws-{i}").as_str(), cutoff.as_slice())
+                .insert(format!("ws-{i}").as_str(), workspace.as_slice())
                 .unwrap();
-            let workspace = format!("ws-{}", i % USER_WORKSPACES);
             users
-                .insert(
-                    (workspace.as_str(), format!("user-{i}").as_str()),
-                    cutoff.as_slice(),
-                )
+                .insert((name.as_str(), subject.as_str()), user.as_slice())
                 .unwrap();
         }
     }
     txn.commit().unwrap();
 }
 
-fn cutoff(i: usize) -> Cutoff {
-    let preserved = Preserved {
-        session_id: format!("jti:admin-{i}"),
-        expires_at: 2_000_000_000.0,
-    };
-    Cutoff {
-        valid_after: 1_795_000_000 + i as i64 % 1000,
-        preserved: Some(preserved),
-        version: 1,
+/// `HSET`s of 1000 fields, 20 to a pipeline, in the Redis store's layout
+/// (src/store/redis.rs): `P workspaces` by name, `P users` by the JSON pair.
+async fn fill_redis(redis: &support::RedisServer, data: Data) {
+    let started = Instant::now();
+    let mut conn = redis.connection().await;
+    for first in (0..data.count).step_by(10_000) {
+        let mut pipe = redis::pipe();
+        for start in (first..data.count.min(first + 10_000)).step_by(1000) {
+            let (mut workspaces, mut users) = (redis::cmd("HSET"), redis::cmd("HSET"));
+            workspaces.arg("sessiongate:workspaces");
+            users.arg("sessiongate:users");
+            for i in start..data.count.min(start + 1000) {
+                let (workspace, user) = data.cutoffs(i);
+                let json = |cutoff| serde_json::to_string(&cutoff).unwrap();
+                workspaces.arg(format!("ws-{i}")).arg(json(workspace));
+                let field = serde_json::to_string(&names(i)).unwrap();
+                users.arg(field).arg(json(user));
+            }
+            pipe.add_command(workspaces).ignore();
+            pipe.add_command(users).ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await.unwrap();
     }
-}
-
-async fn load(path: &std::path::Path) -> Sessions {
-    let config = StoreConfig::Embedded {
-        path: path.to_path_buf(),
-    };
-    let store = Store::open(&config, Outbox::default()).await.unwrap();
-    let sessions = Sessions::new(&mut sessiongate::ops::registry());
-    sessions.load(&store).await.unwrap();
-    black_box(sessions.get(&Scope::Workspace("ws-1".into())));
-    sessions
+    println!(
+        "redis: the same cutoffs written in {:.1?} (pipelined HSET)",
+        started.elapsed()
+    );
 }
 
 /// Median ns of `Sessions::check` for tokens spread over the workspaces and users.
-fn check_ns(sessions: &Sessions, count: usize) -> f64 {
-    let tokens: Vec<Token> = (0..1024).map(|i| token(i * 977 % count)).collect();
+fn check_ns(sessions: &Sessions, data: Data) -> f64 {
+    let tokens: Vec<Token> = (0..1024).map(|i| token(i * 977 % data.count)).collect();
     let mut samples: Vec<f64> = (0..31)
         .map(|_| {
             let started = Instant::now();
@@ -121,6 +241,56 @@ fn check_ns(sessions: &Sessions, count: usize) -> f64 {
         .collect();
     samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
+}
+
+// === impl Data ===
+
+impl Data {
+    fn from_env() -> Self {
+        let count = std::env::var("SCALE")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1_000_000);
+        let users_preserve = match std::env::var("PRESERVED").as_deref() {
+            Ok("workspaces") => false,
+            Ok("all") | Err(_) => true,
+            Ok(other) => panic!("PRESERVED={other}: all or workspaces"),
+        };
+        Self {
+            count,
+            users_preserve,
+        }
+    }
+
+    fn preserved(&self) -> &'static str {
+        match self.users_preserve {
+            true => "every cutoff (worst case)",
+            false => "workspace cutoffs only (realistic mix)",
+        }
+    }
+
+    /// Cutoff `i` of the workspaces and of the users.
+    fn cutoffs(&self, i: usize) -> (Cutoff, Cutoff) {
+        let preserved = Preserved {
+            session_id: format!("jti:admin-{i}"),
+            expires_at: 2_000_000_000.0,
+        };
+        let workspace = Cutoff {
+            valid_after: 1_795_000_000 + i as i64 % 1000,
+            preserved: Some(preserved),
+            version: VERSION,
+        };
+        let mut user = workspace.clone();
+        if !self.users_preserve {
+            user.preserved = None;
+        }
+        (workspace, user)
+    }
+}
+
+/// The workspace and subject of user cutoff `i`.
+fn names(i: usize) -> (String, String) {
+    (format!("ws-{}", i % USER_WORKSPACES), format!("user-{i}"))
 }
 
 /// What a verified token of user `i` tells the session rule.
@@ -144,23 +314,20 @@ impl Token {
 }
 
 fn token(i: usize) -> Token {
+    let (workspace, user) = names(i);
     Token {
-        workspace: format!("ws-{}", i % USER_WORKSPACES),
-        user: format!("user-{i}"),
+        workspace,
+        user,
         id: format!("jti:token-{i}"),
     }
 }
 
-fn peak_kib() -> i64 {
-    status_kib("VmHWM:")
-}
-
 fn rss_kib() -> i64 {
-    status_kib("VmRSS:")
+    status_kib(std::process::id(), "VmRSS:")
 }
 
-fn status_kib(field: &str) -> i64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+fn status_kib(pid: u32, field: &str) -> i64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with(field)).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }

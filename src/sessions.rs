@@ -143,7 +143,20 @@ impl Sessions {
     /// Installs a record of the store (committed here, published by another instance,
     /// or read by a load); versions keep newer ones already here.
     pub fn apply(&self, record: Record) {
-        let changed = match record {
+        if self.install(record) {
+            self.notify_changed();
+        }
+    }
+
+    /// Tells open tunnels and streams to re-check their session.
+    fn notify_changed(&self) {
+        self.changes.send_modify(|generation| *generation += 1);
+    }
+
+    /// Installs a record without telling the watchers; returns whether it changed
+    /// anything.
+    fn install(&self, record: Record) -> bool {
+        match record {
             Record::Cutoff { scope, cutoff } => {
                 let version = cutoff.version;
                 let changed = self.cutoffs.apply(&scope, cutoff);
@@ -163,9 +176,6 @@ impl Sessions {
                 schedule,
             } => self.schedules.apply(&workspace, schedule),
             Record::Policy { workspace, policy } => self.policies.apply(&workspace, policy),
-        };
-        if changed {
-            self.changes.send_modify(|generation| *generation += 1);
         }
     }
 
@@ -218,6 +228,11 @@ impl Sessions {
     /// Hands every record memory holds to `visit` (which must not call back into `self`).
     pub fn for_each_record(&self, mut visit: impl FnMut(Record)) {
         self.cutoffs.for_each(&mut visit);
+        self.for_each_record_but_cutoffs(visit);
+    }
+
+    /// `for_each_record` of every record but the cutoffs.
+    fn for_each_record_but_cutoffs(&self, mut visit: impl FnMut(Record)) {
         self.revoked.for_each(&mut visit);
         self.schedules.for_each(&mut visit);
         self.policies.for_each(visit);
@@ -234,7 +249,10 @@ impl Sessions {
 
     /// Loads every stored record (streaming), then opens the gate.
     pub async fn load(&self, store: &Store) -> Result<usize, StoreError> {
-        let count = store.load_into(|record| self.apply(record)).await?;
+        // Watchers are told once, after the whole load: a watch notification per record
+        // showed in the profile of a 1M + 1M load (~1 % of its samples).
+        let count = store.load_into(|record| _ = self.install(record)).await?;
+        self.notify_changed();
         self.loaded(count);
         Ok(count)
     }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::config::StoreConfig;
 
+mod decode;
 mod embedded;
 mod outbox;
 mod record;

@@ -287,6 +287,13 @@ impl From<Scope> for ScopeKey {
 }
 
 impl Scope {
+    /// The scope of `workspace` and `subject` (the inverse of `workspace()` and
+    /// `subject()`); `None` when both are missing.
+    pub fn from_parts(workspace: Option<&str>, subject: Option<&str>) -> Option<Self> {
+        let (workspace, subject) = (workspace.map(str::to_string), subject.map(str::to_string));
+        Self::try_from(ScopeKey { workspace, subject }).ok()
+    }
+
     /// The workspace the cutoff belongs to; `None` for a subject-wide one.
     pub fn workspace(&self) -> Option<&str> {
         match self {
