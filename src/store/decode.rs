@@ -74,7 +74,8 @@ impl<'a> Cursor<'a> {
         self.tag(b"{\"session_id\":\"")?;
         let session_id = self.text()?.to_string();
         self.tag(b",\"expires_at\":")?;
-        let expires_at = self.number(b'}')?;
+        // `1e400` parses as infinity here; serde refuses it.
+        let expires_at = self.number(b'}').filter(|at: &f64| at.is_finite())?;
         self.tag(b"}")?;
         Some(Preserved {
             session_id,
@@ -82,14 +83,12 @@ impl<'a> Cursor<'a> {
         })
     }
 
-    /// A JSON number up to `end`: only the characters JSON numbers have, starting as JSON
-    /// numbers do (Rust's parsers also take `+1`, `inf`, `NaN`).
+    /// A JSON number up to `end`, checked against JSON's grammar first: Rust's parsers
+    /// also take `+1`, `01`, `1.`, `inf` and `NaN`, which serde refuses.
     fn number<T: FromStr>(&mut self, end: u8) -> Option<T> {
         let len = self.rest.iter().position(|b| *b == end)?;
         let (number, rest) = self.rest.split_at(len);
-        let first = *number.first()?;
-        let json = |b: &u8| b.is_ascii_digit() || b"-+.eE".contains(b);
-        if !(first == b'-' || first.is_ascii_digit()) || !number.iter().all(json) {
+        if !is_json_number(number) {
             return None;
         }
         self.rest = rest;
@@ -109,9 +108,57 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?` (RFC 8259 section 6).
+fn is_json_number(number: &[u8]) -> bool {
+    let digits = |bytes: &[u8]| bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    let mut rest = number.strip_prefix(b"-").unwrap_or(number);
+    match digits(rest) {
+        0 => return false,
+        n if n > 1 && rest[0] == b'0' => return false,
+        n => rest = &rest[n..],
+    }
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let n = digits(fraction);
+        if n == 0 {
+            return false;
+        }
+        rest = &fraction[n..];
+    }
+    if let Some(exponent) = rest.strip_prefix(b"e").or_else(|| rest.strip_prefix(b"E")) {
+        let exponent = exponent
+            .strip_prefix(b"+")
+            .or_else(|| exponent.strip_prefix(b"-"));
+        let exponent = exponent.unwrap_or(&rest[1..]);
+        let n = digits(exponent);
+        if n == 0 {
+            return false;
+        }
+        rest = &exponent[n..];
+    }
+    rest.is_empty()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The same, but for the last bit of `expires_at`: serde_json (without its
+    /// `float_roundtrip` feature) may round a decimal differently from Rust's exact parser.
+    fn agree(a: Option<&Cutoff>, b: Option<&Cutoff>) -> bool {
+        let (Some(a), Some(b)) = (a, b) else {
+            return a == b;
+        };
+        let expiry = |c: &Cutoff| c.preserved.as_ref().map(|p| p.expires_at);
+        let close = match (expiry(a), expiry(b)) {
+            (Some(x), Some(y)) => x == y || (x - y).abs() <= x.abs() * 4.0 * f64::EPSILON,
+            (x, y) => x == y,
+        };
+        let (mut a, mut b) = (a.clone(), b.clone());
+        for p in a.preserved.iter_mut().chain(b.preserved.iter_mut()) {
+            p.expires_at = 0.0;
+        }
+        close && a == b
+    }
 
     fn both(json: &str) -> (Option<Cutoff>, Option<Cutoff>) {
         let fast = canonical_cutoff(json.as_bytes());
@@ -160,6 +207,45 @@ mod tests {
         ] {
             assert_eq!(both(json), (None, None), "{json}");
             assert!(cutoff(json.as_bytes()).is_err(), "{json}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+        /// Whatever the fast path reads, it reads as serde does: on what the stores
+        /// write, and on any text at all.
+        #[test]
+        fn the_fast_path_never_disagrees_with_serde(
+            valid_after: i64,
+            version: u64,
+            preserved in proptest::option::of((".*", proptest::num::f64::NORMAL)),
+            plain in "[ !#-\\[\\]-~]*",
+            at: usize,
+            inserted in proptest::sample::select(vec!['0', '1', '-', '+', '.', 'e', '"', ' ', ',']),
+        ) {
+            let preserved = preserved.map(|(session_id, expires_at)| Preserved {
+                session_id,
+                expires_at,
+            });
+            let cutoff = Cutoff { valid_after, preserved, version };
+            let json = serde_json::to_string(&cutoff).unwrap();
+            let (fast, serde) = both(&json);
+            proptest::prop_assert!(agree(serde.as_ref(), Some(&cutoff)), "{}", json);
+            proptest::prop_assert!(fast.is_none() || fast.as_ref() == Some(&cutoff), "{}", json);
+            // Without escapes, the fast path reads it.
+            let unescaped = Cutoff {
+                preserved: Some(Preserved { session_id: plain, expires_at: 1795916001.25 }),
+                ..cutoff.clone()
+            };
+            let text = serde_json::to_string(&unescaped).unwrap();
+            proptest::prop_assert_eq!(canonical_cutoff(text.as_bytes()), Some(unescaped), "{}", text);
+            // The same text with one character more (of those that make or break JSON
+            // numbers and texts), anywhere.
+            let (index, _) = json.char_indices().nth(at % json.chars().count()).unwrap();
+            let mut changed = json.clone();
+            changed.insert(index, inserted);
+            let (fast, serde) = both(&changed);
+            proptest::prop_assert!(fast.is_none() || agree(fast.as_ref(), serde.as_ref()), "{}", changed);
         }
     }
 
