@@ -186,17 +186,28 @@ impl<'a> Iterator for Candidates<'a> {
 // === impl VerifyKey ===
 
 impl VerifyKey {
+    /// The key, made ready for what it verifies; `name` says which key a warning is about
+    /// (the config entry, or the JWKS key's `kid`).
     fn new(
+        name: &str,
         kid: Option<String>,
         algorithm: Option<Algorithm>,
-        kind: KeyKind,
-        key: &DecodingKey,
+        (kind, key): (KeyKind, &DecodingKey),
     ) -> Self {
+        let prepared = Prepared::all(kind, key, algorithm);
+        if prepared.is_empty() {
+            // Kept, so its tokens are refused as a bad signature, as with any wrong key.
+            tracing::warn!(
+                key = name,
+                ?kind,
+                "key cannot verify any algorithm it is for"
+            );
+        }
         Self {
             kid,
             algorithm,
             kind,
-            prepared: Prepared::all(kind, key, algorithm),
+            prepared,
         }
     }
 
@@ -279,13 +290,9 @@ pub fn hmac_secret(entry: &KeyConfig) -> Result<Option<Secret>, KeyError> {
 }
 
 fn load_entry(entry: &KeyConfig) -> Result<Vec<VerifyKey>, KeyError> {
-    let single = |kind, key| {
-        vec![VerifyKey::new(
-            entry.kid.clone(),
-            entry.algorithm,
-            kind,
-            &key,
-        )]
+    let single = |kind, key: DecodingKey| {
+        let (name, kid) = (&entry.key_name, entry.kid.clone());
+        vec![VerifyKey::new(name, kid, entry.algorithm, (kind, &key))]
     };
     if let Some(secret) = hmac_secret(entry)? {
         let key = DecodingKey::from_secret(secret.expose()).map_err(|_| KeyError::EmptySecret {
@@ -422,7 +429,17 @@ fn jwk_key(value: serde_json::Value, allow_hmac: bool) -> Result<VerifyKey, &'st
         return Err("\"alg\" does not fit the key type");
     }
     let key = DecodingKey::from_jwk(&jwk).map_err(|_| "unusable key material")?;
-    Ok(VerifyKey::new(jwk.common.key_id, algorithm, kind, &key))
+    let name = jwk
+        .common
+        .key_id
+        .clone()
+        .unwrap_or_else(|| "a JWKS key without kid".into());
+    Ok(VerifyKey::new(
+        &name,
+        jwk.common.key_id,
+        algorithm,
+        (kind, &key),
+    ))
 }
 
 fn signing_algorithm(alg: KeyAlgorithm) -> Result<Algorithm, &'static str> {

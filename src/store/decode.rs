@@ -211,7 +211,13 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+        // No regression file: the project keeps no top-level proptest-regressions/
+        // (tests/properties.rs does the same); a failure prints its shrunk case.
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 2000,
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
         /// Whatever the fast path reads, it reads as serde does: on what the stores
         /// write, and on any text at all.
         #[test]

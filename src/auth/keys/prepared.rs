@@ -42,17 +42,13 @@ impl Prepared {
     /// tokens signed so fail their signature check, as they did when the key was parsed
     /// per token.
     pub fn all(kind: KeyKind, key: &DecodingKey, only: Option<Algorithm>) -> Vec<Self> {
-        let prepared: Vec<Self> = match material(key) {
+        match material(key) {
             Ok(material) => (ALGORITHMS.into_iter())
                 .filter(|alg| kind.fits(*alg) && only.is_none_or(|only| only == *alg))
                 .filter_map(|alg| Self::new(alg, &material))
                 .collect(),
             Err(_) => Vec::new(),
-        };
-        if prepared.is_empty() {
-            tracing::warn!(?kind, "key material cannot verify any algorithm it is for");
         }
-        prepared
     }
 
     fn new(alg: Algorithm, material: &[u8]) -> Option<Self> {
