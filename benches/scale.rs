@@ -24,7 +24,6 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use redb::{Database, TableDefinition};
 use sessiongate::config::{Config, StoreConfig};
 use sessiongate::sessions::{Session, Sessions};
 use sessiongate::store::{Cutoff, Outbox, Preserved, Store};
@@ -33,12 +32,6 @@ use sessiongate::store::{Cutoff, Outbox, Preserved, Store};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-// The embedded store's table layout (src/store/embedded.rs), written here in bulk: the
-// product only ever writes one logout per transaction.
-const WORKSPACES: TableDefinition<&str, &[u8]> = TableDefinition::new("workspace_cutoffs");
-const USERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("user_cutoffs");
-/// Users are spread over this many workspaces.
-const USER_WORKSPACES: usize = 10_000;
 /// Versions as the Redis commit script makes them: server microseconds.
 const VERSION: u64 = 1_795_000_000_123_456;
 
@@ -61,9 +54,10 @@ async fn main() {
         .await
         .unwrap();
     println!(
-        "data: {} workspace + {} user cutoffs over {USER_WORKSPACES} workspaces; preserved session on {} (written in {:.1?})",
+        "data: {} workspace + {} user cutoffs over {} workspaces; preserved session on {} (written in {:.1?})",
         data.count,
         data.count,
+        support::bulk::USER_WORKSPACES,
         data.preserved(),
         written.elapsed()
     );
@@ -177,25 +171,11 @@ async fn serve(gateway: support::GatewayBuilder) -> (support::Gateway, Duration)
 }
 
 fn write_store(path: &Path, data: Data) {
-    let db = Database::create(path).unwrap();
-    let txn = db.begin_write().unwrap();
-    {
-        let mut workspaces = txn.open_table(WORKSPACES).unwrap();
-        let mut users = txn.open_table(USERS).unwrap();
-        for i in 0..data.count {
-            let (workspace, user) = data.cutoffs(i);
-            let workspace = serde_json::to_vec(&workspace).unwrap();
-            let user = serde_json::to_vec(&user).unwrap();
-            let (name, subject) = names(i);
-            workspaces
-                .insert(format!("ws-{i}").as_str(), workspace.as_slice())
-                .unwrap();
-            users
-                .insert((name.as_str(), subject.as_str()), user.as_slice())
-                .unwrap();
-        }
-    }
-    txn.commit().unwrap();
+    support::bulk::write_store(path, data.count, |i| {
+        let (workspace, user) = data.cutoffs(i);
+        let json = |cutoff| serde_json::to_vec(&cutoff).unwrap();
+        (json(workspace), json(user))
+    });
 }
 
 /// `HSET`s of 1000 fields, 20 to a pipeline, in the Redis store's layout
@@ -213,7 +193,7 @@ async fn fill_redis(redis: &support::RedisServer, data: Data) {
                 let (workspace, user) = data.cutoffs(i);
                 let json = |cutoff| serde_json::to_string(&cutoff).unwrap();
                 workspaces.arg(format!("ws-{i}")).arg(json(workspace));
-                let field = serde_json::to_string(&names(i)).unwrap();
+                let field = serde_json::to_string(&support::bulk::names(i)).unwrap();
                 users.arg(field).arg(json(user));
             }
             pipe.add_command(workspaces).ignore();
@@ -288,11 +268,6 @@ impl Data {
     }
 }
 
-/// The workspace and subject of user cutoff `i`.
-fn names(i: usize) -> (String, String) {
-    (format!("ws-{}", i % USER_WORKSPACES), format!("user-{i}"))
-}
-
 /// What a verified token of user `i` tells the session rule.
 struct Token {
     workspace: String,
@@ -314,7 +289,7 @@ impl Token {
 }
 
 fn token(i: usize) -> Token {
-    let (workspace, user) = names(i);
+    let (workspace, user) = support::bulk::names(i);
     Token {
         workspace,
         user,

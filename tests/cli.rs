@@ -487,6 +487,26 @@ async fn serve_exits_0_on_sigterm() {
     assert_eq!(status.code(), Some(0), "{status:?}\n{}", gw.logs());
 }
 
+/// The signal lands while the gateway loads its store, before it serves: a handler
+/// installed only once it serves left SIGTERM its default action, death by signal 15.
+#[tokio::test]
+async fn serve_exits_0_on_a_sigterm_that_arrives_while_it_loads_its_store() {
+    let upstream = support::upstream().await;
+    let builder = support::gateway(&upstream);
+    let record = r#"{"valid_after":1795000000,"preserved":null,"version":1}"#;
+    let store = builder.dir().join("store.redb");
+    support::bulk::write_store(&store, LOADING_CUTOFFS, |_| {
+        (record.as_bytes().to_vec(), record.as_bytes().to_vec())
+    });
+    let mut gw = builder.start_unready().await;
+    let status = gw.terminate();
+    assert_eq!(status.code(), Some(0), "{status:?}\n{}", gw.logs());
+}
+
+/// Enough cutoffs that loading them outlasts sending the signal: a debug build loads
+/// 20,000 in ~140 ms, and the signal lands a few ms after `listening`.
+const LOADING_CUTOFFS: usize = 20_000;
+
 // ============================================================================
 // token
 // ============================================================================

@@ -891,6 +891,7 @@ pub struct RedisBuilder {
 }
 
 /// Redis Sentinel and replicas (tests/failover.rs).
+pub mod bulk;
 pub mod ha;
 
 /// A `redis-server` on a free loopback port, SIGKILLed on drop.
