@@ -111,7 +111,7 @@ async fn finish<F: Future + Unpin>(running: &mut Option<F>) -> F::Output {
 /// back what the store lacks or holds lower.
 async fn resync(sessions: &Sessions, store: &RedisStore) -> Result<usize, StoreError> {
     let started = std::time::Instant::now();
-    let mut heal = Heal::default();
+    let mut heal = Heal::new(sessions);
     let count = store
         .load_into(|record| heal.load(sessions, record))
         .await?;
