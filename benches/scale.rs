@@ -8,7 +8,8 @@
 //! - in this process: the load into memory (its time) and the per-request session check
 //!   against the loaded table and an empty one;
 //! - through the real binary (`sessiongate serve`): time from spawn to `ready`, and VmRSS
-//!   once `/readyz` answers 200, against an instance with no cutoffs.
+//!   once `/readyz` answers 200 and again after it served 2000 requests, against an
+//!   instance with no cutoffs.
 //!
 //! The data: users spread over 10,000 workspaces; `PRESERVED=all` (the default, the worst
 //! case) gives every cutoff a preserved session as a logout-all or a logout-others leaves
@@ -150,6 +151,11 @@ async fn binary(path: &Path, redis: Option<&support::RedisServer>, data: Data) {
         runs.push(("redis", support::gateway(&upstream).redis(redis)));
     }
     for (name, gateway) in runs {
+        let redis = redis.filter(|_| name == "redis");
+        let redis_before = match redis {
+            Some(redis) => redis_cpu_secs(redis).await,
+            None => 0.0,
+        };
         let (gw, ready) = serve(gateway).await;
         let kib = status_kib(gw.pid(), "VmRSS:");
         println!(
@@ -157,7 +163,61 @@ async fn binary(path: &Path, redis: Option<&support::RedisServer>, data: Data) {
             kib / 1024,
             (kib - empty_kib) * 1024 / (2 * data.count) as i64
         );
+        // Where a load's time goes: with 2 cores, a Redis load is bound by both
+        // processes' CPU, not by the wall clock of either.
+        let mut cpu = format!("gateway {:.2}s (all threads)", cpu_secs(gw.pid()));
+        if let Some(redis) = redis {
+            let spent = redis_cpu_secs(redis).await - redis_before;
+            cpu.push_str(&format!(", redis-server {spent:.2}s"));
+        }
+        println!("    CPU until ready: {cpu}");
+        println!(
+            "    RSS after {SERVED} requests: {} MiB",
+            served_rss_kib(&gw).await / 1024
+        );
     }
+}
+
+/// Requests served before the second RSS reading.
+const SERVED: usize = 2000;
+
+/// RSS once the instance has served `SERVED` requests. mimalloc returns a freed page to
+/// the OS on a later allocation by the thread that owns it: what a load freed stays
+/// resident until the workers allocate again, which serving does at once.
+async fn served_rss_kib(gw: &support::Gateway) -> i64 {
+    for _ in 0..SERVED {
+        assert_eq!(gw.ops_get("/metrics").await.status(), 200);
+    }
+    status_kib(gw.pid(), "VmRSS:")
+}
+
+/// User + system CPU of `pid` so far, all threads (`/proc/<pid>/stat`, in USER_HZ ticks:
+/// 100 a second on Linux).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which may hold spaces, in its parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+/// redis-server's own CPU so far (`INFO cpu`).
+async fn redis_cpu_secs(redis: &support::RedisServer) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(&mut redis.connection().await)
+        .await
+        .unwrap();
+    let field = |name: &str| -> f64 {
+        let line = info.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_once(':').unwrap().1.trim().parse().unwrap()
+    };
+    field("used_cpu_sys:") + field("used_cpu_user:")
 }
 
 /// Starts `gateway`; returns it once `/readyz` answers 200, and the time that took.

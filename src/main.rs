@@ -134,17 +134,20 @@ fn main() -> ExitCode {
 }
 
 fn serve(path: &std::path::Path) -> ExitCode {
-    let config = match Config::load(path) {
-        Ok(config) => config,
-        Err(error) => return fail(EXIT_CONFIG, &error),
-    };
-    sessiongate::ops::init_logging(&config.log);
     runtime().block_on(async {
+        // First of all: a SIGTERM while the config loads or the listeners bind then ends
+        // the start cleanly (exit 0 once it serves) instead of killing it.
+        let shutdown = shutdown_signal();
+        let config = match Config::load(path) {
+            Ok(config) => config,
+            Err(error) => return fail(EXIT_CONFIG, &error),
+        };
+        sessiongate::ops::init_logging(&config.log);
         let listeners = match bind(&config).await {
             Ok(listeners) => listeners,
             Err(error) => return fail(1, &error),
         };
-        match sessiongate::run(config, listeners, shutdown_signal()).await {
+        match sessiongate::run(config, listeners, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 tracing::error!(%error, "cannot start");
