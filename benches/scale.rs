@@ -9,7 +9,7 @@
 //!   against the loaded table and an empty one;
 //! - through the real binary (`sessiongate serve`): time from spawn to `ready`, and VmRSS
 //!   once `/readyz` answers 200 and again after it served 2000 requests, against an
-//!   instance with no cutoffs.
+//!   instance with no cutoffs; from Redis, the cost of a periodic resync too.
 //!
 //! The data: users spread over 10,000 workspaces; `PRESERVED=all` (the default, the worst
 //! case) gives every cutoff a preserved session as a logout-all or a logout-others leaves
@@ -148,7 +148,11 @@ async fn binary(path: &Path, redis: Option<&support::RedisServer>, data: Data) {
     std::fs::hard_link(path, embedded.dir().join("store.redb")).unwrap();
     let mut runs = vec![("embedded", embedded)];
     if let Some(redis) = redis {
-        runs.push(("redis", support::gateway(&upstream).redis(redis)));
+        let resync = format!("store.resync_secs = {RESYNC_SECS}");
+        runs.push((
+            "redis",
+            support::gateway(&upstream).redis(redis).set(&resync),
+        ));
     }
     for (name, gateway) in runs {
         let redis = redis.filter(|_| name == "redis");
@@ -175,8 +179,24 @@ async fn binary(path: &Path, redis: Option<&support::RedisServer>, data: Data) {
             "    RSS after {SERVED} requests: {} MiB",
             served_rss_kib(&gw).await / 1024
         );
+        if let Some(redis) = redis {
+            let (gateway_cpu, redis_cpu) = (cpu_secs(gw.pid()), redis_cpu_secs(redis).await);
+            while gw.metric("sessiongate_store_resyncs_total").await < 2.0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            println!(
+                "    its first periodic resync: CPU gateway {:.2}s, redis-server {:.2}s; RSS {} MiB after it",
+                cpu_secs(gw.pid()) - gateway_cpu,
+                redis_cpu_secs(redis).await - redis_cpu,
+                status_kib(gw.pid(), "VmRSS:") / 1024
+            );
+        }
     }
 }
+
+/// Long enough for the load and `SERVED` requests to end before the first periodic
+/// resync starts.
+const RESYNC_SECS: u64 = 15;
 
 /// Requests served before the second RSS reading.
 const SERVED: usize = 2000;

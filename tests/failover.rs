@@ -330,6 +330,18 @@ async fn a_flushed_redis_heals_from_the_running_fleet() {
         })
         .await;
     }
+    // A resync of a store that lacks nothing writes nothing back.
+    for gw in &gws {
+        let resyncs = gw.metric("sessiongate_store_resyncs_total").await;
+        until(
+            "a resync after everything loaded",
+            Duration::from_secs(5),
+            || async { gw.metric("sessiongate_store_resyncs_total").await > resyncs },
+        )
+        .await;
+        let restored = gw.metric("sessiongate_store_restored_records_total");
+        assert_eq!(restored.await, 0.0);
+    }
 
     let mut conn = redis.connection().await;
     let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();

@@ -12,9 +12,12 @@
 use crate::store::{Cutoff, Record, Scope};
 
 mod arena;
+mod marks;
 mod table;
 
 use arena::Key;
+pub use marks::Marks;
+use marks::Which;
 use table::{Held, Table, text};
 
 /// Cutoffs of every workspace, its users' cutoffs, and the subject-wide ones.
@@ -110,7 +113,7 @@ impl Cutoffs {
 
     /// Hands every cutoff held to `visit` (which must not call back into `self`).
     pub fn for_each(&self, mut visit: impl FnMut(Record)) {
-        self.for_each_held(|workspace, subject, held| {
+        self.for_each_held(|_, workspace, subject, held| {
             let scope = Scope::from_parts(workspace, subject);
             if let (Some(scope), Some(cutoff)) = (scope, held.cutoff()) {
                 visit(Record::Cutoff { scope, cutoff });
@@ -118,29 +121,53 @@ impl Cutoffs {
         });
     }
 
-    /// Hands the key of every cutoff held to `visit`, as `(workspace, subject)` (`None`
-    /// where the scope has none), borrowed: a resync compares every key held with the
-    /// store's, and copying every cutoff for it was its largest cost (~12 % of a 1M + 1M
-    /// Redis load in a profile of the binary).
-    pub fn for_each_key(&self, mut visit: impl FnMut(Option<&str>, Option<&str>)) {
-        self.for_each_held(|workspace, subject, _| visit(workspace, subject));
+    /// Marks `scope`'s entry in `marks` (a resync found it in the store), made (holding
+    /// no cutoff) if there is none: the store's record is installed next.
+    pub fn mark(&self, scope: &Scope, marks: &mut Marks) {
+        let id = match scope {
+            Scope::Workspace(workspace) => self.workspaces.intern(name(workspace)),
+            Scope::User { workspace, subject } => {
+                let id = self.workspaces.intern(name(workspace));
+                self.users.intern(user(id, subject))
+            }
+            Scope::Subject(subject) => self.subjects.intern(name(subject)),
+        };
+        marks.mark(Which::of(scope), id);
     }
 
-    fn for_each_held(&self, mut visit: impl FnMut(Option<&str>, Option<&str>, Held<'_>)) {
-        self.workspaces
-            .for_each(|key, held| visit(Some(&text(key.name)), None, held));
+    /// Hands every cutoff held whose entry `marks` lacks to `visit` (which must not call
+    /// back into `self`): a resync writes back what the store lacks, and copying every
+    /// cutoff to find them was its largest cost (~12 % of a 1M + 1M Redis load in a
+    /// profile of the binary).
+    pub fn for_each_unmarked(&self, marks: &Marks, mut visit: impl FnMut(Record)) {
+        self.for_each_held(|table, workspace, subject, held| {
+            if marks.has(table, held.id) {
+                return;
+            }
+            let scope = Scope::from_parts(workspace, subject);
+            if let (Some(scope), Some(cutoff)) = (scope, held.cutoff()) {
+                visit(Record::Cutoff { scope, cutoff });
+            }
+        });
+    }
+
+    fn for_each_held(&self, mut visit: impl FnMut(Which, Option<&str>, Option<&str>, Held<'_>)) {
+        self.workspaces.for_each(|key, held| {
+            visit(Which::Workspaces, Some(&text(key.name)), None, held);
+        });
         self.users.for_each(|key, held| {
             let id = key
                 .workspace
                 .expect("a user cutoff names an interned workspace");
             let subject = text(key.name);
             let visited = self.workspaces.with_name(id, |workspace| {
-                visit(Some(&text(workspace)), Some(&subject), held);
+                visit(Which::Users, Some(&text(workspace)), Some(&subject), held);
             });
             visited.expect("a user cutoff's workspace id names an entry of `workspaces`");
         });
-        self.subjects
-            .for_each(|key, held| visit(None, Some(&text(key.name)), held));
+        self.subjects.for_each(|key, held| {
+            visit(Which::Subjects, None, Some(&text(key.name)), held);
+        });
     }
 
     /// The rank of the cutoff enforced for `scope` (no copy of it).

@@ -8,20 +8,22 @@ use std::hash::BuildHasher;
 use hashbrown::HashTable;
 
 use super::Sessions;
-use crate::store::{Record, RedisStore, Scope, StoreError};
+use super::cutoffs::Marks;
+use crate::store::{Record, RedisStore, StoreError};
 
 /// What one resync saw of the store, against what memory holds.
 #[derive(Debug)]
 pub(super) struct Heal {
     /// Off for the first load: until then memory holds only what came from the store
-    /// (its channel, this instance's commits), so there is nothing to write back, and no
-    /// need for `seen`: 38 MiB at 1M + 1M, resident after the load as freed memory.
+    /// (its channel, this instance's commits), so there is nothing to write back.
     heals: bool,
-    /// A hash of every key the store holds: ~16 bytes a key rather than the key itself
-    /// (a resync of millions must not double the memory). A collision hides a missing
-    /// record for one resync only: each resync hashes with new random keys. The hash is
-    /// its own hash in the table, and foldhash makes it: a `HashSet` with SipHash (twice
-    /// per record) was ~15 % of the applying task in a profile of a 1M + 1M Redis resync.
+    /// The cutoffs the store holds, as a bit per entry of memory's tables (the bulk of
+    /// a store: a set of hashes was 38 MiB at 1M + 1M).
+    cutoffs: Marks,
+    /// A hash of every other key the store holds: ~16 bytes a key rather than the key
+    /// itself. A collision hides a missing record for one resync only: each resync
+    /// hashes with new random keys. The hash is its own hash in the table, and foldhash
+    /// makes it (SipHash, twice per record, was ~15 % of the applying task in a profile).
     seen: HashTable<u64>,
     keys: foldhash::quality::RandomState,
     /// Records memory holds higher than the store's copy.
@@ -39,6 +41,7 @@ impl Heal {
     pub(super) fn new(sessions: &Sessions) -> Self {
         Self {
             heals: sessions.is_loaded(),
+            cutoffs: Marks::default(),
             seen: HashTable::new(),
             keys: foldhash::quality::RandomState::default(),
             higher: Vec::new(),
@@ -53,9 +56,13 @@ impl Heal {
             self.changed |= sessions.install(record);
             return;
         }
-        let key = self.key(&record);
-        if !self.saw(key) {
-            self.seen.insert_unique(key, key, |key| *key);
+        if let Record::Cutoff { scope, .. } = &record {
+            sessions.cutoffs.mark(scope, &mut self.cutoffs);
+        } else {
+            let key = self.key(&record);
+            if !self.saw(key) {
+                self.seen.insert_unique(key, key, |key| *key);
+            }
         }
         match sessions.held_rank(&record) {
             Some(rank) if rank > record.rank() => self.higher.extend(sessions.held(&record)),
@@ -67,11 +74,11 @@ impl Heal {
         self.seen.find(key, |seen| *seen == key).is_some()
     }
 
-    /// The hash of `record`'s key (its scope; workspace and sid; workspace and kind): the same in the
-    /// store and in memory.
+    /// The hash of `record`'s key (its scope; workspace and sid; workspace and kind): the
+    /// same in the store and in memory.
     fn key(&self, record: &Record) -> u64 {
         match record {
-            Record::Cutoff { scope, .. } => self.cutoff_key(scope.workspace(), scope.subject()),
+            Record::Cutoff { scope, .. } => self.keys.hash_one((0u8, scope)),
             Record::RevokedSid { workspace, sid, .. } => {
                 self.keys
                     .hash_one((1u8, workspace.as_deref(), sid.as_str()))
@@ -79,12 +86,6 @@ impl Heal {
             Record::Schedule { workspace, .. } => self.keys.hash_one((2u8, workspace)),
             Record::Policy { workspace, .. } => self.keys.hash_one((3u8, workspace)),
         }
-    }
-
-    /// The hash of a cutoff's key, from its parts (workspace, subject): one of them at
-    /// least, and which of them names the scope.
-    fn cutoff_key(&self, workspace: Option<&str>, subject: Option<&str>) -> u64 {
-        self.keys.hash_one((0u8, workspace, subject))
     }
 
     /// After the whole store was read: writes back what it lacks or holds lower; returns
@@ -101,17 +102,10 @@ impl Heal {
             return Ok(0);
         }
         let now = crate::clock::now();
-        let mut missing = Vec::new();
-        sessions.cutoffs.for_each_key(|workspace, subject| {
-            if !self.saw(self.cutoff_key(workspace, subject)) {
-                missing.extend(Scope::from_parts(workspace, subject));
-            }
-        });
-        for scope in missing {
-            let cutoff = sessions.cutoffs.get(&scope);
-            self.higher
-                .extend(cutoff.map(|cutoff| Record::Cutoff { scope, cutoff }));
-        }
+        let higher = &mut self.higher;
+        sessions
+            .cutoffs
+            .for_each_unmarked(&self.cutoffs, |record| higher.push(record));
         let mut others = Vec::new();
         sessions.for_each_record_but_cutoffs(|record| {
             if record.in_force(now) && !self.saw(self.key(&record)) {

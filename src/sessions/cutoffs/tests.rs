@@ -300,3 +300,68 @@ fn scope_of(record: &Record) -> Scope {
         other => panic!("a cutoff: {other:?}"),
     }
 }
+
+#[test]
+fn a_resync_finds_the_cutoffs_it_did_not_mark_in_every_table() {
+    let sessions = Cutoffs::default();
+    // The first entry of each table may share an id with another table's: marks keep
+    // the tables apart.
+    let found = [
+        Scope::Workspace("acme".into()),
+        user_scope("globex", "dave"),
+        Scope::Subject("erin".into()),
+    ];
+    let lost = [
+        user_scope("acme", "bob"),
+        Scope::Workspace("globex".into()),
+        Scope::Subject("carol".into()),
+    ];
+    for (i, scope) in found.iter().chain(&lost).enumerate() {
+        sessions.apply(scope, cutoff(1000 + i as i64, None, 1));
+    }
+    // Enough entries for ids past the first word of a table's bits.
+    let many: Vec<Scope> = (0..500)
+        .map(|i| Scope::Workspace(format!("ws-{i}")))
+        .collect();
+    for scope in &many {
+        sessions.apply(scope, cutoff(1, None, 1));
+    }
+
+    let mut marks = Marks::default();
+    found
+        .iter()
+        .chain(&many)
+        .for_each(|scope| sessions.mark(scope, &mut marks));
+    let mut unmarked = Vec::new();
+    sessions.for_each_unmarked(&marks, |record| unmarked.push(record));
+
+    let mut scopes: Vec<Scope> = unmarked.iter().map(scope_of).collect();
+    scopes.sort_by_key(|scope| format!("{scope:?}"));
+    let mut expected = lost.to_vec();
+    expected.sort_by_key(|scope| format!("{scope:?}"));
+    assert_eq!(scopes, expected);
+    for record in &unmarked {
+        assert_eq!(sessions.rank(&scope_of(record)), Some(record.rank()));
+    }
+}
+
+#[test]
+fn marking_a_key_memory_lacks_adds_no_cutoff() {
+    let sessions = Cutoffs::default();
+    let scope = user_scope("acme", "bob");
+    let mut marks = Marks::default();
+    sessions.mark(&scope, &mut marks);
+
+    assert_eq!(sessions.get(&scope), None);
+    assert_eq!(
+        sessions.check(&claims("acme", "bob", 1.0, "jti:b"), 0.0),
+        Ok(())
+    );
+    let mut unmarked = 0;
+    sessions.for_each_unmarked(&Marks::default(), |_| unmarked += 1);
+    assert_eq!(unmarked, 0, "an entry holding no cutoff is no record");
+    // The store's record, installed next, lands in the entry marked.
+    assert!(sessions.apply(&scope, cutoff(1000, None, 1)));
+    sessions.for_each_unmarked(&marks, |_| unmarked += 1);
+    assert_eq!(unmarked, 0);
+}
