@@ -112,13 +112,9 @@ impl Cutoffs {
     }
 
     /// Hands every cutoff held to `visit` (which must not call back into `self`).
-    pub fn for_each(&self, mut visit: impl FnMut(Record)) {
-        self.for_each_held(|_, workspace, subject, held| {
-            let scope = Scope::from_parts(workspace, subject);
-            if let (Some(scope), Some(cutoff)) = (scope, held.cutoff()) {
-                visit(Record::Cutoff { scope, cutoff });
-            }
-        });
+    pub fn for_each(&self, visit: impl FnMut(Record)) {
+        // No entry is marked in an empty `Marks`.
+        self.for_each_unmarked(&Marks::default(), visit);
     }
 
     /// Marks `scope`'s entry in `marks` (a resync found it in the store), made (holding
