@@ -146,52 +146,62 @@ async fn binary(path: &Path, redis: Option<&support::RedisServer>, data: Data) {
     );
     let embedded = support::gateway(&upstream);
     std::fs::hard_link(path, embedded.dir().join("store.redb")).unwrap();
-    let mut runs = vec![("embedded", embedded)];
+    run_binary("embedded", embedded, None, empty_kib, data).await;
     if let Some(redis) = redis {
         let resync = format!("store.resync_secs = {RESYNC_SECS}");
-        runs.push((
-            "redis",
-            support::gateway(&upstream).redis(redis).set(&resync),
-        ));
+        let gateway = support::gateway(&upstream).redis(redis).set(&resync);
+        run_binary("redis", gateway, Some(redis), empty_kib, data).await;
     }
-    for (name, gateway) in runs {
-        let redis = redis.filter(|_| name == "redis");
-        let redis_before = match redis {
-            Some(redis) => redis_cpu_secs(redis).await,
-            None => 0.0,
-        };
-        let (gw, ready) = serve(gateway).await;
-        let kib = status_kib(gw.pid(), "VmRSS:");
-        println!(
-            "  {name}: ready {ready:.2?} after spawn; RSS {} MiB once ready ({} bytes per cutoff over the empty instance)",
-            kib / 1024,
-            (kib - empty_kib) * 1024 / (2 * data.count) as i64
-        );
-        // Where a load's time goes: with 2 cores, a Redis load is bound by both
-        // processes' CPU, not by the wall clock of either.
-        let mut cpu = format!("gateway {:.2}s (all threads)", cpu_secs(gw.pid()));
-        if let Some(redis) = redis {
-            let spent = redis_cpu_secs(redis).await - redis_before;
-            cpu.push_str(&format!(", redis-server {spent:.2}s"));
-        }
-        println!("    CPU until ready: {cpu}");
-        println!(
-            "    RSS after {SERVED} requests: {} MiB",
-            served_rss_kib(&gw).await / 1024
-        );
-        if let Some(redis) = redis {
-            let (gateway_cpu, redis_cpu) = (cpu_secs(gw.pid()), redis_cpu_secs(redis).await);
-            while gw.metric("sessiongate_store_resyncs_total").await < 2.0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            println!(
-                "    its first periodic resync: CPU gateway {:.2}s, redis-server {:.2}s; RSS {} MiB after it",
-                cpu_secs(gw.pid()) - gateway_cpu,
-                redis_cpu_secs(redis).await - redis_cpu,
-                status_kib(gw.pid(), "VmRSS:") / 1024
-            );
-        }
+}
+
+/// Starts `gateway` (on `redis`, if given) and prints what it took to be ready, and after.
+async fn run_binary(
+    name: &str,
+    gateway: support::GatewayBuilder,
+    redis: Option<&support::RedisServer>,
+    empty_kib: i64,
+    data: Data,
+) {
+    let redis_before = match redis {
+        Some(redis) => redis_cpu_secs(redis).await,
+        None => 0.0,
+    };
+    let (gw, ready) = serve(gateway).await;
+    let kib = status_kib(gw.pid(), "VmRSS:");
+    println!(
+        "  {name}: ready {ready:.2?} after spawn; RSS {} MiB once ready ({} bytes per cutoff over the empty instance)",
+        kib / 1024,
+        (kib - empty_kib) * 1024 / (2 * data.count) as i64
+    );
+    // Where a load's time goes: with 2 cores, a Redis load is bound by both processes'
+    // CPU, not by the wall clock of either.
+    let mut cpu = format!("gateway {:.2}s (all threads)", cpu_secs(gw.pid()));
+    if let Some(redis) = redis {
+        let spent = redis_cpu_secs(redis).await - redis_before;
+        cpu.push_str(&format!(", redis-server {spent:.2}s"));
     }
+    println!("    CPU until ready: {cpu}");
+    println!(
+        "    RSS after {SERVED} requests: {} MiB",
+        served_rss_kib(&gw).await / 1024
+    );
+    if let Some(redis) = redis {
+        resync_cost(&gw, redis).await;
+    }
+}
+
+/// Waits for `gw`'s first periodic resync and prints what it cost.
+async fn resync_cost(gw: &support::Gateway, redis: &support::RedisServer) {
+    let (gateway_cpu, redis_cpu) = (cpu_secs(gw.pid()), redis_cpu_secs(redis).await);
+    while gw.metric("sessiongate_store_resyncs_total").await < 2.0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "    its first periodic resync: CPU gateway {:.2}s, redis-server {:.2}s; RSS {} MiB after it",
+        cpu_secs(gw.pid()) - gateway_cpu,
+        redis_cpu_secs(redis).await - redis_cpu,
+        status_kib(gw.pid(), "VmRSS:") / 1024
+    );
 }
 
 /// Long enough for the load and `SERVED` requests to end before the first periodic
@@ -203,7 +213,8 @@ const SERVED: usize = 2000;
 
 /// RSS once the instance has served `SERVED` requests. mimalloc returns a freed page to
 /// the OS on a later allocation by the thread that owns it: what a load freed stays
-/// resident until the workers allocate again, which serving does at once.
+/// resident until that thread allocates again, which serving usually (not always) makes
+/// it do.
 async fn served_rss_kib(gw: &support::Gateway) -> i64 {
     for _ in 0..SERVED {
         assert_eq!(gw.ops_get("/metrics").await.status(), 200);

@@ -315,6 +315,12 @@ async fn a_flushed_redis_heals_from_the_running_fleet() {
     let gws = [start().await, start().await];
     let workspaces: Vec<String> = (0..6).map(|i| format!("team-{i}")).collect();
     let acknowledged = logouts(&gws, &workspaces).await;
+    // A user cutoff too: a resync marks each table's entries apart.
+    let root = admin("root", "staff").iat(now()).sign();
+    let rsp = gws[1]
+        .admin_post("workspaces/staff/users/dave/logout", &root)
+        .await;
+    assert_eq!(rsp.status(), 200);
     let carol = admin("carol", "policied").sign();
     let policy = serde_json::json!({"max_session_age_secs": 3600});
     let rsp = gws[1]
@@ -353,6 +359,12 @@ async fn a_flushed_redis_heals_from_the_running_fleet() {
                 .await
                 .is_some_and(|stored| stored == acknowledged)
         },
+    )
+    .await;
+    until(
+        "the user cutoff back in Redis",
+        Duration::from_secs(5),
+        || async { hash_fields(&redis, "sessiongate:users").await == [r#"["staff","dave"]"#] },
     )
     .await;
     assert_eq!(

@@ -75,7 +75,8 @@ impl Heal {
     }
 
     /// The hash of `record`'s key (its scope; workspace and sid; workspace and kind): the
-    /// same in the store and in memory.
+    /// same in the store and in memory. Cutoffs are marked in `cutoffs` instead; their arm
+    /// keeps this a function of any record.
     fn key(&self, record: &Record) -> u64 {
         match record {
             Record::Cutoff { scope, .. } => self.keys.hash_one((0u8, scope)),
