@@ -25,8 +25,8 @@ mod schedule;
 pub use embedded::EmbeddedStore;
 pub use outbox::{Claimed, Delivery, Outbox};
 pub use record::{
-    Action, AuditRecord, Category, Change, ClaimRule, Cutoff, Effect, PolicyDocument, Preserved,
-    Record, Revoked, Scope, StoredPolicy,
+    Action, AuditRecord, Category, Change, ClaimRule, Cutoff, CutoffCounts, Effect, PolicyDocument,
+    Preserved, Record, Revoked, Scope, StoredPolicy,
 };
 pub use redis::{Published, RedisStore, Subscription};
 pub use schedule::{Schedule, ScheduledLogout, Scheduler};
@@ -208,6 +208,14 @@ impl Store {
         match self {
             Self::Embedded(_) => None,
             Self::Redis(store) => Some(store),
+        }
+    }
+
+    /// How many cutoffs each table holds (a constant-time read in both stores).
+    pub async fn cutoff_counts(&self) -> Result<CutoffCounts, StoreError> {
+        match self {
+            Self::Embedded(store) => store.blocking(EmbeddedStore::cutoff_counts).await,
+            Self::Redis(store) => store.cutoff_counts().await,
         }
     }
 

@@ -10,6 +10,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sessiongate::config::Config;
+use sessiongate::store::{CutoffCounts, Outbox, Store};
 use support::{
     Gateway, Relay, Upstream, admin, gateway, now, redis_server, token, until, upstream,
 };
@@ -17,6 +19,21 @@ use support::{
 // ============================================================================
 // Helpers
 // ============================================================================
+
+/// The cutoffs `redis` holds, by table, as a load reads them.
+async fn stored_counts(redis: &support::RedisServer) -> CutoffCounts {
+    let text = format!(
+        "upstream.url = \"http://127.0.0.1:9\"\njwt.algorithms = [\"HS256\"]\n\
+         store.backend = \"redis\"\nstore.redis_url = \"{}\"\n\
+         [[jwt.keys]]\nhmac_secret_env = \"S\"\n",
+        redis.url()
+    );
+    let config = Config::from_toml(&text, &[]).unwrap();
+    let store = Store::open(&config.store, Outbox::default()).await.unwrap();
+    let shared = store.shared().expect("a Redis store");
+    shared.connect().await.unwrap();
+    store.cutoff_counts().await.unwrap()
+}
 
 /// Ten seconds ago: earlier than any cutoff a logout in these tests sets.
 fn earlier() -> f64 {
@@ -320,6 +337,13 @@ async fn a_restarted_instance_loses_nothing_and_loads_before_ready() {
             );
         }
     }
+    // What a load reserves room by: one workspace cutoff, two user cutoffs.
+    let counts = CutoffCounts {
+        workspaces: 1,
+        users: 2,
+        subjects: 0,
+    };
+    assert_eq!(stored_counts(&redis).await, counts);
 }
 
 /// Redis is killed and restarted mid-test. While it is down both instances enforce what

@@ -130,7 +130,9 @@ impl Verifier {
             issued_at,
             not_before,
             roles: self.roles(claims),
-            payload: parts.payload.clone(),
+            // Moved, not cloned, once the borrows above are done: the clone was about 4 %
+            // of a cache-off HS256 request's user-space CPU (perf, 2026-12-03).
+            payload: parts.payload,
             identity: OnceLock::new(),
         })
     }

@@ -9,7 +9,7 @@
 //! subject, in one table for all workspaces (before issue 15: a `HashMap` per workspace
 //! inside a `DashMap`, 421 bytes per cutoff once 1M + 1M were loaded).
 
-use crate::store::{Cutoff, Record, Scope};
+use crate::store::{Cutoff, CutoffCounts, Record, Scope};
 
 mod arena;
 mod marks;
@@ -90,6 +90,13 @@ impl Cutoffs {
             return Err(Refusal::Revoked);
         }
         Ok(())
+    }
+
+    /// Makes room for the cutoffs a store holds, before loading them.
+    pub fn reserve(&self, counts: CutoffCounts) {
+        self.workspaces.reserve(counts.workspaces);
+        self.users.reserve(counts.users);
+        self.subjects.reserve(counts.subjects);
     }
 
     /// Installs `cutoff` for `scope` unless the same or a newer version is already there;

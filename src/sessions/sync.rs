@@ -111,6 +111,8 @@ async fn finish<F: Future + Unpin>(running: &mut Option<F>) -> F::Output {
 /// back what the store lacks or holds lower.
 async fn resync(sessions: &Sessions, store: &RedisStore) -> Result<usize, StoreError> {
     let started = std::time::Instant::now();
+    // Room for the first load at once; later resyncs find it made.
+    sessions.cutoffs.reserve(store.cutoff_counts().await?);
     let mut heal = Heal::new(sessions);
     let count = store
         .load_into(|record| heal.load(sessions, record))

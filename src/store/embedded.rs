@@ -9,14 +9,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use redb::{
-    Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+    Database, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition, WriteTransaction,
 };
 use tokio::sync::mpsc::Sender;
 
 use super::outbox::{self as routing, Claimed, Delivery, Outbox};
 use super::{
-    AuditRecord, Change, Committed, Cutoff, Effect, Record, Revoked, ScimUser, Scope, StoreError,
-    StoredPolicy, pair_field,
+    AuditRecord, Change, Committed, Cutoff, CutoffCounts, Effect, Record, Revoked, ScimUser, Scope,
+    StoreError, StoredPolicy, pair_field,
 };
 use crate::clock;
 
@@ -175,6 +176,17 @@ impl EmbeddedStore {
             }
             Err(error) => tracing::warn!(%error, "store file cannot be reopened yet"),
         }
+    }
+
+    /// See `Store::cutoff_counts`: redb keeps each table's length in its header.
+    pub(super) fn cutoff_counts(db: &Database) -> Result<CutoffCounts, StoreError> {
+        let txn = db.begin_read()?;
+        let len = |length: u64| usize::try_from(length).unwrap_or(usize::MAX);
+        Ok(CutoffCounts {
+            workspaces: len(txn.open_table(WORKSPACES)?.len()?),
+            users: len(txn.open_table(USERS)?.len()?),
+            subjects: len(txn.open_table(SUBJECTS)?.len()?),
+        })
     }
 
     /// Sends every record memory enforces (cutoffs, revoked sessions not yet expired) to
@@ -721,4 +733,49 @@ fn append_audit(txn: &WriteTransaction, audit: &AuditRecord) -> Result<Vec<u8>, 
     txn.open_table(AUDIT)?
         .insert((workspace, sequence), record.as_slice())?;
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::store::{Action, AuditRecord, Change, CutoffCounts, Outbox, Scope, Store};
+
+    #[tokio::test]
+    async fn cutoff_counts_count_each_table() {
+        let text = "upstream.url = \"http://127.0.0.1:3000\"\njwt.algorithms = [\"HS256\"]\n\
+                    store.backend = \"memory\"\n[[jwt.keys]]\nhmac_secret_env = \"S\"\n";
+        let config = Config::from_toml(text, &[]).unwrap();
+        let store = Store::open(&config.store, Outbox::new(&config.events))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.cutoff_counts().await.unwrap(),
+            CutoffCounts::default()
+        );
+        let user = |workspace: &str, subject: &str| Scope::User {
+            workspace: workspace.into(),
+            subject: subject.into(),
+        };
+        for (at, scope) in [
+            Scope::Workspace("acme".into()),
+            Scope::Workspace("globex".into()),
+            user("acme", "bob"),
+            Scope::Subject("carol@example.com".into()),
+            // Raised again: still one cutoff.
+            Scope::Workspace("acme".into()),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let audit = AuditRecord::example("acme", Action::LogoutAll);
+            let change = Change::cutoff(scope, 1000 + at as i64, None, audit);
+            store.commit(change).await.unwrap();
+        }
+        let counts = CutoffCounts {
+            workspaces: 2,
+            users: 1,
+            subjects: 1,
+        };
+        assert_eq!(store.cutoff_counts().await.unwrap(), counts);
+    }
 }

@@ -105,6 +105,15 @@ pub enum Effect {
     },
 }
 
+/// How many cutoffs the store holds, by table: read before a load so memory makes room
+/// for them at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CutoffCounts {
+    pub workspaces: usize,
+    pub users: usize,
+    pub subjects: usize,
+}
+
 /// What a change left in the store that memory enforces: applied to memory here,
 /// published to the fleet, and read back by every (re)load. Versions make applying one
 /// twice, or late, harmless.

@@ -92,6 +92,19 @@ impl Table {
         }
     }
 
+    /// Makes room for `entries` in all before a load. Without it each shard's index grows
+    /// by doubling, and every doubling rehashes every key from the arena (two cache
+    /// misses a key) and leaves the old index behind as freed memory.
+    pub(super) fn reserve(&self, entries: usize) {
+        let even = entries / SHARDS;
+        // Keys spread over the shards unevenly: a standard deviation is about the square
+        // root of `even`, far below this margin (a shard that gets more still grows).
+        let per_shard = (even + even / 32 + 64).min(MAX_ENTRIES);
+        for shard in &self.shards {
+            write_lock(shard).reserve(per_shard, |key| self.hasher.hash_one(key), self.scoped);
+        }
+    }
+
     /// Reads the entry of `key`, if there is one, under its shard's read lock.
     pub(super) fn get<R>(&self, key: Key<'_>, read: impl FnOnce(Held<'_>) -> R) -> Option<R> {
         self.get_hashed(self.hasher.hash_one(key), key, read)
@@ -148,6 +161,15 @@ impl Table {
         self.shards.iter().map(|s| read_lock(s).entries.len).sum()
     }
 
+    /// Entries the shards' indices hold room for without growing.
+    #[cfg(test)]
+    pub(super) fn capacity(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| read_lock(s).index.capacity())
+            .sum()
+    }
+
     /// Runs `change` on `key`'s entry (made if missing) under the shard's write lock;
     /// returns the entry's id and what `change` returned.
     fn with_entry(
@@ -199,6 +221,17 @@ impl Shard {
         self.arena.key(self.entries.get(index).key, scoped)
     }
 
+    /// Room for `entries` in all (those held included).
+    fn reserve(&mut self, entries: usize, hash_key: impl Fn(Key<'_>) -> u64, scoped: bool) {
+        let more = entries.saturating_sub(self.entries.len);
+        let Shard {
+            index,
+            entries,
+            arena,
+        } = self;
+        index.reserve(more, rehasher(entries, arena, hash_key, scoped));
+    }
+
     /// Adds `key`, holding no cutoff yet; returns its index.
     fn insert(
         &mut self,
@@ -224,8 +257,11 @@ impl Shard {
             entries,
             arena,
         } = self;
-        let rehash = |i: &u32| hash_key(arena.key(entries.get(*i as usize).key, scoped));
-        table.insert_unique(hash, index as u32, rehash);
+        table.insert_unique(
+            hash,
+            index as u32,
+            rehasher(entries, arena, hash_key, scoped),
+        );
         index
     }
 
@@ -322,6 +358,16 @@ impl<'a> Held<'a> {
             version: self.entry.version,
         })
     }
+}
+
+/// The hash of the key an index slot points to, for a growing index to move it by.
+fn rehasher<'a>(
+    entries: &'a Entries,
+    arena: &'a Arena,
+    hash_key: impl Fn(Key<'_>) -> u64 + 'a,
+    scoped: bool,
+) -> impl Fn(&u32) -> u64 + 'a {
+    move |index| hash_key(arena.key(entries.get(*index as usize).key, scoped))
 }
 
 fn id(shard: usize, index: usize) -> u32 {

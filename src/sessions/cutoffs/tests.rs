@@ -365,3 +365,42 @@ fn marking_a_key_memory_lacks_adds_no_cutoff() {
     sessions.for_each_unmarked(&marks, |_| unmarked += 1);
     assert_eq!(unmarked, 0);
 }
+
+#[test]
+fn room_reserved_for_a_load_takes_it_without_growing() {
+    let sessions = Cutoffs::default();
+    let workspace = |i: usize| Scope::Workspace(format!("ws-{i}"));
+    // Some held before the reserve (a resync's case): they are moved, not lost.
+    for i in 0..100 {
+        sessions.apply(&workspace(i), cutoff(1, None, 1));
+    }
+    let counts = CutoffCounts {
+        workspaces: 20_000,
+        users: 5_000,
+        subjects: 0,
+    };
+    sessions.reserve(counts);
+    let room = sessions.workspaces.capacity();
+    assert!(room >= counts.workspaces, "room for {room} only");
+    assert!(sessions.users.capacity() >= counts.users);
+
+    for i in 100..counts.workspaces {
+        sessions.apply(&workspace(i), cutoff(i as i64, None, 1));
+    }
+    assert_eq!(
+        sessions.workspaces.capacity(),
+        room,
+        "no shard's index grew"
+    );
+    for i in (0..counts.workspaces).step_by(97) {
+        let held = sessions.get(&workspace(i)).map(|c| c.valid_after);
+        let expected = if i < 100 { 1 } else { i as i64 };
+        assert_eq!(held, Some(expected), "ws-{i}");
+    }
+    sessions.reserve(counts);
+    assert_eq!(
+        sessions.workspaces.capacity(),
+        room,
+        "room made once is kept"
+    );
+}

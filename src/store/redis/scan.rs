@@ -4,7 +4,7 @@
 use redis::aio::MultiplexedConnection;
 
 use super::{Keys, RedisStore};
-use crate::store::{Record, StoreError};
+use crate::store::{CutoffCounts, Record, StoreError};
 
 /// Cutoffs read per `HSCAN` round trip during a resync: a page costs Redis a few
 /// milliseconds, in which it serves nobody else.
@@ -42,6 +42,22 @@ impl RedisStore {
             records.into_iter().for_each(&mut apply);
         }
         Ok(count)
+    }
+
+    /// See `Store::cutoff_counts` (`HLEN` is constant-time).
+    pub async fn cutoff_counts(&self) -> Result<CutoffCounts, StoreError> {
+        let mut conn = self.command_connection()?;
+        let keys = &self.keys;
+        let mut pipe = redis::pipe();
+        for hash in [&keys.workspaces, &keys.users, &keys.subjects] {
+            pipe.cmd("HLEN").arg(hash);
+        }
+        let (workspaces, users, subjects) = pipe.query_async(&mut conn).await?;
+        Ok(CutoffCounts {
+            workspaces,
+            users,
+            subjects,
+        })
     }
 }
 
