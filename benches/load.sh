@@ -11,8 +11,8 @@
 # same policy: issuer, audience, expiry and a cutoff on the benchmark workspace. The
 # `hyper-floor` row is the leanest proxy hyper makes (benches/tools/hyper_floor.rs): what
 # hyper, tokio and the kernel cost without anything of ours. Scenarios are interleaved and
-# repeated; medians are printed, with each proxy's CPU per request summed over all its
-# threads.
+# repeated, each round starting at another row; medians are printed, with each proxy's CPU
+# per request summed over all its threads.
 #
 #   bash benches/load.sh                 # ROUNDS=3 DURATION=10s CONNS=64
 #   ROUNDS=1 DURATION=5s bash benches/load.sh
@@ -197,8 +197,10 @@ put_policy() { # document
 
 # --- runs ------------------------------------------------------------------------------
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-# Busy and total ticks of the server core: a proxy that leaves it idle is waiting, not working.
-core_ticks() { awk -v cpu="cpu$SERVER_CPU" '$1 == cpu { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+# Busy, stolen and total ticks of the server core: a proxy that leaves it idle is waiting,
+# not working, and time the hypervisor gave another guest (steal) makes every figure of
+# the row worse: a row with steal is not comparable with one without.
+core_ticks() { awk -v cpu="cpu$SERVER_CPU" '$1 == cpu { print $2 + $3 + $4 + $7 + $8, $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
 tick_hz=$(getconf CLK_TCK)
 to_ms() { # wrk latency like 1.23ms / 456.78us / 1.01s
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
@@ -238,8 +240,8 @@ run() { # scenario
   core_before=$(core_ticks)
   local out
   out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "${header[@]}" "http://127.0.0.1:$port/")
-  local rps requests p50 p99 non2xx cpu_us="-" busy
-  busy=$(awk -v a="$core_before" -v b="$(core_ticks)" 'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.0f", 100 * (y[1] - x[1]) / (y[2] - x[2]) }')
+  local rps requests p50 p99 non2xx cpu_us="-" busy steal
+  read -r busy steal < <(awk -v a="$core_before" -v b="$(core_ticks)" 'BEGIN { split(a, x, " "); split(b, y, " "); t = y[3] - x[3]; printf "%.0f %.0f\n", 100 * (y[1] - x[1]) / t, 100 * (y[2] - x[2]) / t }')
   rps=$(awk '/^Requests\/sec/ { print $2 }' <<<"$out")
   requests=$(awk '/requests in/ { print $1 }' <<<"$out")
   p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
@@ -251,12 +253,19 @@ run() { # scenario
   if [ -n "$non2xx" ]; then
     echo "warning: $name answered $non2xx non-2xx responses" >&2
   fi
-  echo "$name $rps $p50 $p99 $cpu_us $busy" >>"$results"
+  echo "$name $rps $p50 $p99 $cpu_us $busy $steal" >>"$results"
   case $name in *-policy) put_policy "$NO_POLICY" ;; esac
 }
 
+# Each round starts further along the list: in a fixed order, the first sessiongate row of
+# a round ran faster than the ones after it on the same instance (2026-12-03, 5 s rows:
+# ES256, RS256, HS256 warm at 0.91, 0.73, 0.67 of HAProxy; in the usual order HS256 first
+# at 0.75, RS256 and ES256 0.58 and 0.60), so a row's place was part of its figure.
+count=${#scenarios[@]}
 for round in $(seq "$ROUNDS"); do
-  for name in "${scenarios[@]}"; do
+  start=$(((round - 1) * count / ROUNDS))
+  for i in $(seq 0 $((count - 1))); do
+    name=${scenarios[$(((start + i) % count))]}
     echo "round $round/$ROUNDS: $name" >&2
     run "$name"
   done
@@ -265,6 +274,7 @@ done
 # --- report ----------------------------------------------------------------------------
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 col() { awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$results" | median; }
+col_max() { awk -v n="$1" -v c="$2" '$1 == n && $c > max { max = $c } END { print max + 0 }' "$results"; }
 direct=$(col direct 2)
 haproxy=$(col haproxy 2)
 # The baseline of each row: HAProxy plain for the cache-warm rows (and HAProxy itself),
@@ -276,13 +286,13 @@ baseline() {
   esac
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == "" || b == 0) print "nan"; else print a / b }'; }
-printf '\n%-18s %10s %9s %12s %9s %9s %11s %10s\n' scenario req/s vs_direct vs_baseline p50_ms p99_ms cpu_us/req core_busy%
+printf '\n%-18s %10s %9s %12s %9s %9s %11s %10s %10s\n' scenario req/s vs_direct vs_baseline p50_ms p99_ms cpu_us/req core_busy% steal%_max
 for name in "${scenarios[@]}"; do
   rps=$(col "$name" 2)
   cpu=$( [ "$name" = direct ] && echo "-" || col "$name" 5)
-  printf '%-18s %10.0f %9.2f %12.2f %9.3f %9.3f %11s %10s\n' "$name" "$rps" \
+  printf '%-18s %10.0f %9.2f %12.2f %9.3f %9.3f %11s %10s %10s\n' "$name" "$rps" \
     "$(ratio "$rps" "$direct")" "$(ratio "$rps" "$(baseline "$name")")" \
-    "$(col "$name" 3)" "$(col "$name" 4)" "$cpu" "$(col "$name" 6)"
+    "$(col "$name" 3)" "$(col "$name" 4)" "$cpu" "$(col "$name" 6)" "$(col_max "$name" 7)"
 done
 if [ -n "$(col HS256-policy 2)" ] && [ -n "$(col HS256-warm 2)" ]; then
   echo "policy on / off (HS256, cache warm): $(ratio "$(col HS256-policy 2)" "$(col HS256-warm 2)") req/s"
