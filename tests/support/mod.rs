@@ -358,12 +358,14 @@ struct Launch {
 
 impl Launch {
     fn command(&self, config_path: &Path) -> Command {
-        let bin = env!("CARGO_BIN_EXE_sessiongate");
+        // Another build's binary, for a benchmark's A/B on the same data.
+        let bin = std::env::var_os("SESSIONGATE_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_sessiongate").into());
         let mut command = match self.ignore_sigxfsz {
             // An ignored signal stays ignored across exec.
             true => {
                 let mut sh = Command::new("sh");
-                sh.args(["-c", "trap '' XFSZ; exec \"$0\" \"$@\"", bin]);
+                sh.args(["-c", "trap '' XFSZ; exec \"$0\" \"$@\""]).arg(bin);
                 sh
             }
             false => Command::new(bin),

@@ -3,7 +3,7 @@
 
 use redis::aio::MultiplexedConnection;
 
-use super::{Keys, RedisStore};
+use super::{COMMAND_TIMEOUT, Keys, RedisStore, connection_config};
 use crate::store::{CutoffCounts, Record, StoreError};
 
 /// Cutoffs read per `HSCAN` round trip during a resync: a page costs Redis a few
@@ -19,15 +19,15 @@ impl RedisStore {
     /// Every hash is scanned at once, each by its own task that decodes its pages while
     /// Redis works on the next one: this task only applies.
     pub async fn load_into(&self, mut apply: impl FnMut(Record)) -> Result<usize, StoreError> {
-        let conn = self.command_connection()?;
         let keys = &self.keys;
         let hashes = [&keys.workspaces, &keys.users, &keys.subjects, &keys.sids];
         let (pages, mut received) = tokio::sync::mpsc::channel(2 * hashes.len());
         // Dropped with this future (a resync cut short): the scans stop with it.
         let mut scans = tokio::task::JoinSet::new();
+        let config = connection_config(COMMAND_TIMEOUT);
         for hash in hashes.into_iter().chain([&keys.schedules, &keys.policies]) {
             let scan = Scan {
-                conn: conn.clone(),
+                conn: self.primary.open(&config).await?,
                 keys: keys.clone(),
                 hash: hash.clone(),
                 now: crate::clock::now(),
@@ -63,7 +63,10 @@ impl RedisStore {
 
 /// One hash read page by page, by a task of its own.
 struct Scan {
-    /// Cloned for each request (a handle on the same connection).
+    /// A connection of this scan's own, closed when it ends: a multiplexed connection
+    /// parses every reply in one task, so scans sharing one parsed one after the other
+    /// (1M + 1M cutoffs ready from Redis in 3.44 s instead of 4.32 s). Six connects a
+    /// resync cost nothing next to the scans.
     conn: MultiplexedConnection,
     keys: Keys,
     hash: String,
