@@ -358,9 +358,15 @@ struct Launch {
 
 impl Launch {
     fn command(&self, config_path: &Path) -> Command {
-        // Another build's binary, for a benchmark's A/B on the same data.
-        let bin = std::env::var_os("SESSIONGATE_BIN")
-            .unwrap_or_else(|| env!("CARGO_BIN_EXE_sessiongate").into());
+        // Another build's binary, for a benchmark's A/B on the same data; said out loud,
+        // so a variable left set never passes for a test of this build.
+        let bin = match std::env::var_os("SESSIONGATE_BIN") {
+            Some(other) => {
+                eprintln!("SESSIONGATE_BIN: running {}", other.to_string_lossy());
+                other
+            }
+            None => env!("CARGO_BIN_EXE_sessiongate").into(),
+        };
         let mut command = match self.ignore_sigxfsz {
             // An ignored signal stays ignored across exec.
             true => {

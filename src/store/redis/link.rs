@@ -176,36 +176,28 @@ impl Primary {
     /// An idle commit connection of the current link, or a new one.
     pub(super) async fn lease(&self, config: &AsyncConnectionConfig) -> Result<Lease, StoreError> {
         let current = self.current.load_full().ok_or(StoreError::Unavailable)?;
+        let (generation, client) = &*current;
         let idle = self.idle_connections().pop();
-        if let Some((held, conn)) = idle.filter(|(held, _)| *held == current.0) {
+        if let Some((held, conn)) = idle.filter(|(held, _)| held == generation) {
             return Ok(Lease {
                 generation: held,
                 conn,
             });
         }
+        let conn = client
+            .get_multiplexed_async_connection_with_config(config)
+            .await?;
         Ok(Lease {
-            generation: current.0,
-            conn: Self::open_to(&current.1, config).await?,
+            generation: *generation,
+            conn,
         })
     }
 
-    /// A new connection to the current primary, outside the commit pool (its timeout may
-    /// differ from the commits').
-    pub(super) async fn open(
-        &self,
-        config: &AsyncConnectionConfig,
-    ) -> Result<MultiplexedConnection, StoreError> {
-        let current = self.current.load_full().ok_or(StoreError::Unavailable)?;
-        Self::open_to(&current.1, config).await
-    }
-
-    async fn open_to(
-        client: &Client,
-        config: &AsyncConnectionConfig,
-    ) -> Result<MultiplexedConnection, StoreError> {
-        Ok(client
-            .get_multiplexed_async_connection_with_config(config)
-            .await?)
+    /// A client for the current primary, for connections outside the commit pool.
+    pub(super) fn client(&self) -> Result<Client, StoreError> {
+        let current = self.current.load();
+        let (_, client) = current.as_deref().ok_or(StoreError::Unavailable)?;
+        Ok(client.clone())
     }
 
     /// Keeps a connection that just served a commit, unless its link is gone.

@@ -2,6 +2,7 @@
 //! once, each by a task of its own, so decoding runs beside Redis's next page.
 
 use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc::Sender;
 
 use super::{COMMAND_TIMEOUT, Keys, RedisStore, connection_config};
 use crate::store::{CutoffCounts, Record, StoreError};
@@ -16,18 +17,19 @@ impl RedisStore {
     /// Reads every record memory enforces page by page, handing each to `apply`; returns
     /// how many. Revoked sessions that have expired are skipped.
     ///
-    /// Every hash is scanned at once, each by its own task that decodes its pages while
-    /// Redis works on the next one: this task only applies.
+    /// Every hash is scanned at once, each by its own task on its own connection (the
+    /// connects run at once too) that decodes its pages while Redis works on the next
+    /// one: this task only applies.
     pub async fn load_into(&self, mut apply: impl FnMut(Record)) -> Result<usize, StoreError> {
         let keys = &self.keys;
         let hashes = [&keys.workspaces, &keys.users, &keys.subjects, &keys.sids];
         let (pages, mut received) = tokio::sync::mpsc::channel(2 * hashes.len());
         // Dropped with this future (a resync cut short): the scans stop with it.
         let mut scans = tokio::task::JoinSet::new();
-        let config = connection_config(COMMAND_TIMEOUT);
+        let primary = self.primary.client()?;
         for hash in hashes.into_iter().chain([&keys.schedules, &keys.policies]) {
             let scan = Scan {
-                conn: self.primary.open(&config).await?,
+                primary: primary.clone(),
                 keys: keys.clone(),
                 hash: hash.clone(),
                 now: crate::clock::now(),
@@ -63,11 +65,11 @@ impl RedisStore {
 
 /// One hash read page by page, by a task of its own.
 struct Scan {
-    /// A connection of this scan's own, closed when it ends: a multiplexed connection
-    /// parses every reply in one task, so scans sharing one parsed one after the other
-    /// (1M + 1M cutoffs ready from Redis in 3.44 s instead of 4.32 s). Six connects a
-    /// resync cost nothing next to the scans.
-    conn: MultiplexedConnection,
+    /// Where the scan opens a connection of its own, closed when it ends. A multiplexed
+    /// connection parses every reply in one task: with one connection for all scans,
+    /// 1M + 1M cutoffs were ready from Redis 0.45-0.9 s later in A/B runs. Not from the
+    /// commit pool, whose connections carry the commits' longer timeout.
+    primary: redis::Client,
     keys: Keys,
     hash: String,
     /// Revoked sessions that expired by then are skipped.
@@ -83,18 +85,23 @@ impl Scan {
     /// Sends every page of the hash, decoded, to `pages`, asking for the next one before
     /// decoding the last (Redis works meanwhile; decoding here leaves the receiver only
     /// the applying). Stops at the first error (sent on) or when nobody receives any more.
-    async fn run(self, pages: tokio::sync::mpsc::Sender<Page>) {
-        let mut reply = self.hscan(0).await;
+    async fn run(self, pages: Sender<Page>) {
+        if let Err(error) = self.scan(&pages).await {
+            let _ = pages.send(Err(error)).await;
+        }
+    }
+
+    async fn scan(&self, pages: &Sender<Page>) -> Result<(), StoreError> {
+        let config = connection_config(COMMAND_TIMEOUT);
+        let conn = self
+            .primary
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let mut reply = self.hscan(&conn, 0).await?;
         loop {
-            let (next, fields) = match reply {
-                Ok(reply) => reply,
-                Err(error) => {
-                    let _ = pages.send(Err(error)).await;
-                    return;
-                }
-            };
+            let (next, fields) = reply;
             // `join!` polls the request first: it is on its way before decoding starts.
-            let following = (next != 0).then(|| self.hscan(next));
+            let following = (next != 0).then(|| self.hscan(&conn, next));
             let following = async {
                 match following {
                     Some(request) => Some(request.await),
@@ -103,11 +110,11 @@ impl Scan {
             };
             let (following, page) = tokio::join!(following, async { self.decode(&fields) });
             if pages.send(page).await.is_err() {
-                return;
+                return Ok(());
             }
             match following {
-                Some(following) => reply = following,
-                None => return,
+                Some(following) => reply = following?,
+                None => return Ok(()),
             }
         }
     }
@@ -115,9 +122,10 @@ impl Scan {
     /// One `HSCAN` of the hash from `cursor`: the next cursor and the fields.
     fn hscan(
         &self,
+        conn: &MultiplexedConnection,
         cursor: u64,
     ) -> impl Future<Output = Result<(u64, Vec<(String, String)>), StoreError>> + use<> {
-        let mut conn = self.conn.clone();
+        let mut conn = conn.clone();
         let mut command = redis::cmd("HSCAN");
         command
             .arg(&self.hash)
