@@ -101,6 +101,11 @@ pub enum StoreError {
     Timeout,
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
+    /// A scan's own connection (not redis-rs's) failed, or read a reply it cannot take.
+    #[error("redis scan: {0}")]
+    RedisScan(String),
+    #[error("store.redis_ca_file: {0}")]
+    RedisRoots(#[source] crate::tls::RootsError),
     /// `ROLE` says the server is no longer the primary (Sentinel demoted it).
     #[error("the Redis server is no longer the primary")]
     Demoted,

@@ -187,6 +187,15 @@ pub fn client_roots(
     Ok(roots)
 }
 
+/// A client config trusting `roots`, without a client certificate.
+pub fn client_config(roots: rustls::RootCertStore) -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
 /// A connector for `http://` and `https://` URLs (h2 or http/1.1 by ALPN).
 pub fn https_connector(
     roots: rustls::RootCertStore,
@@ -196,13 +205,8 @@ pub fn https_connector(
     http.set_connect_timeout(Some(connect_timeout));
     http.set_nodelay(true);
     http.enforce_http(false);
-    let tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("aws-lc-rs supports the default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
+        .with_tls_config(client_config(roots))
         .https_or_http()
         .enable_http1()
         .enable_http2()

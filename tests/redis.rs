@@ -35,6 +35,16 @@ async fn stored_counts(redis: &support::RedisServer) -> CutoffCounts {
     store.cutoff_counts().await.unwrap()
 }
 
+/// Logs workspace `acme` out through `gw` as its admin `root`: returns root's token (the
+/// preserved session) and a token of alice's from before the cutoff.
+async fn acme_logged_out_by_root(gw: &Gateway) -> (String, String) {
+    let t0 = earlier();
+    let root = admin("root", "acme").iat(t0).sign();
+    let alice = token().sub("alice").workspace("acme").iat(t0).sign();
+    assert_eq!(logout(gw, "workspaces/acme/logout-all", &root).await.0, 200);
+    (root, alice)
+}
+
 /// Ten seconds ago: earlier than any cutoff a logout in these tests sets.
 fn earlier() -> f64 {
     now().floor() - 10.0
@@ -487,13 +497,7 @@ async fn an_instance_started_while_redis_is_down_fails_closed_until_it_loads() {
     };
     let upstream = upstream().await;
     let first = gateway(&upstream).redis(&redis).start().await;
-    let t0 = earlier();
-    let root = admin("root", "acme").iat(t0).sign();
-    let alice = token().sub("alice").workspace("acme").iat(t0).sign();
-    assert_eq!(
-        logout(&first, "workspaces/acme/logout-all", &root).await.0,
-        200
-    );
+    let (root, alice) = acme_logged_out_by_root(&first).await;
     redis.kill();
 
     let late = gateway(&upstream).redis(&redis).start_unready().await;
@@ -628,6 +632,47 @@ async fn password_protected_redis_works_with_the_password_and_fails_closed_witho
         assert!(!gw.logs().contains("wrong-pass"), "{}", gw.logs());
     }
     assert!(!gw.logs().contains(password), "{}", gw.logs());
+}
+
+/// A load reads on connections of its own (not redis-rs's): they authenticate as the URL's
+/// user and read the URL's database, like every other connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_named_user_on_another_database_loads_what_it_wrote() {
+    let Some(redis) = redis_server().password("default-pass").start().await else {
+        return;
+    };
+    let mut conn = redis.connection().await;
+    redis::cmd("ACL")
+        .arg(&["SETUSER", "gate", "on", ">gate-pass", "~*", "&*", "+@all"][..])
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let upstream = upstream().await;
+    let db3 = redis
+        .url()
+        .replace(":default-pass@", "gate:gate-pass@")
+        .replace("/0", "/3");
+    let first = gateway(&upstream).redis_url(&db3).start().await;
+    let (root, alice) = acme_logged_out_by_root(&first).await;
+
+    let loaded = gateway(&upstream).redis_url(&db3).start().await;
+    assert_eq!(
+        outcome(&loaded, &alice).await,
+        refused("session_invalidated")
+    );
+    assert_eq!(outcome(&loaded, &root).await, accepted());
+    // Database 0 holds no cutoff: an instance there admits the session.
+    let elsewhere = gateway(&upstream).redis(&redis).start().await;
+    assert_eq!(outcome(&elsewhere, &alice).await, accepted());
+    let wrong = db3.replace("gate-pass", "not-the-pass");
+    let refused_login = gateway(&upstream).redis_url(&wrong).start_unready().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(readyz(&refused_login).await.0, 503);
+    assert!(
+        !refused_login.logs().contains("not-the-pass"),
+        "{}",
+        refused_login.logs()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

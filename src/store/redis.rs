@@ -45,8 +45,10 @@ use crate::config::{RedisConfig, Replication};
 
 mod link;
 mod outbox;
+mod reply;
 mod restore;
 mod scan;
+mod wire;
 
 /// Connecting (TCP, TLS, AUTH) may take this long before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -257,6 +259,8 @@ pub struct RedisStore {
     outbox_scripts: outbox::Scripts,
     /// Names this process in its outbox claims.
     instance: String,
+    /// TLS for the scans' own connections (`rediss://`).
+    scan_tls: Option<tokio_rustls::TlsConnector>,
 }
 
 /// Key and channel names, each starting with the configured prefix.
@@ -317,6 +321,7 @@ impl RedisStore {
             outbox,
             outbox_scripts: outbox::Scripts::new(),
             instance: uuid::Uuid::now_v7().to_string(),
+            scan_tls: wire::tls(config)?,
         })
     }
 
@@ -582,14 +587,14 @@ fn connection_config(response: Duration) -> AsyncConnectionConfig {
 }
 
 /// `future`, or `StoreError::Timeout` after `limit`.
-async fn within<T>(
+async fn within<T, E: Into<StoreError>>(
     limit: Duration,
-    future: impl Future<Output = redis::RedisResult<T>>,
+    future: impl Future<Output = Result<T, E>>,
 ) -> Result<T, StoreError> {
     tokio::time::timeout(limit, future)
         .await
         .map_err(|_| StoreError::Timeout)?
-        .map_err(StoreError::Redis)
+        .map_err(Into::into)
 }
 
 fn unix_millis() -> u64 {

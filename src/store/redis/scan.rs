@@ -1,10 +1,12 @@
 //! Reading every record a Redis store holds (a load or a resync): every hash scanned at
-//! once, each by a task of its own, so decoding runs beside Redis's next page.
+//! once, each by a task of its own on a connection of its own, so decoding runs beside
+//! Redis's next page.
 
-use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc::Sender;
 
-use super::{COMMAND_TIMEOUT, Keys, RedisStore, connection_config};
+use super::reply::Page;
+use super::wire::{Dial, Wire};
+use super::{Keys, RedisStore};
 use crate::store::{CutoffCounts, Record, StoreError};
 
 /// Cutoffs read per `HSCAN` round trip during a resync: a page costs Redis a few
@@ -26,10 +28,13 @@ impl RedisStore {
         let (pages, mut received) = tokio::sync::mpsc::channel(2 * hashes.len());
         // Dropped with this future (a resync cut short): the scans stop with it.
         let mut scans = tokio::task::JoinSet::new();
-        let primary = self.primary.client()?;
+        let dial = Dial {
+            info: self.primary.client()?.get_connection_info().clone(),
+            tls: self.scan_tls.clone(),
+        };
         for hash in hashes.into_iter().chain([&keys.schedules, &keys.policies]) {
             let scan = Scan {
-                primary: primary.clone(),
+                dial: dial.clone(),
                 keys: keys.clone(),
                 hash: hash.clone(),
                 now: crate::clock::now(),
@@ -65,11 +70,11 @@ impl RedisStore {
 
 /// One hash read page by page, by a task of its own.
 struct Scan {
-    /// Where the scan opens a connection of its own, closed when it ends. A multiplexed
-    /// connection parses every reply in one task: with one connection for all scans,
-    /// 1M + 1M cutoffs were ready from Redis 0.45-0.9 s later in A/B runs. Not from the
-    /// commit pool, whose connections carry the commits' longer timeout.
-    primary: redis::Client,
+    /// Where the scan opens a connection of its own, closed when it ends: replies are read
+    /// in place there (`reply`), and each scan parses its own (a multiplexed connection
+    /// parses every reply in one task: shared by all scans, 1M + 1M cutoffs were ready
+    /// from Redis 0.45-0.9 s later in A/B runs).
+    dial: Dial,
     keys: Keys,
     hash: String,
     /// Revoked sessions that expired by then are skipped.
@@ -77,70 +82,48 @@ struct Scan {
 }
 
 /// The records of one `HSCAN` page.
-type Page = Result<Vec<Record>, StoreError>;
+type Records = Result<Vec<Record>, StoreError>;
 
 // === impl Scan ===
 
 impl Scan {
     /// Sends every page of the hash, decoded, to `pages`, asking for the next one before
-    /// decoding the last (Redis works meanwhile; decoding here leaves the receiver only
-    /// the applying). Stops at the first error (sent on) or when nobody receives any more.
-    async fn run(self, pages: Sender<Page>) {
+    /// decoding the last (Redis works meanwhile). Stops at the first error (sent on) or
+    /// when nobody receives any more.
+    async fn run(self, pages: Sender<Records>) {
         if let Err(error) = self.scan(&pages).await {
             let _ = pages.send(Err(error)).await;
         }
     }
 
-    async fn scan(&self, pages: &Sender<Page>) -> Result<(), StoreError> {
-        let config = connection_config(COMMAND_TIMEOUT);
-        let conn = self
-            .primary
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
-        let mut reply = self.hscan(&conn, 0).await?;
+    async fn scan(&self, pages: &Sender<Records>) -> Result<(), StoreError> {
+        let mut wire = Wire::open(&self.dial).await?;
+        let mut page = Page::default();
+        wire.send_hscan(&self.hash, 0, SCAN_PAGE).await?;
         loop {
-            let (next, fields) = reply;
-            // `join!` polls the request first: it is on its way before decoding starts.
-            let following = (next != 0).then(|| self.hscan(&conn, next));
-            let following = async {
-                match following {
-                    Some(request) => Some(request.await),
-                    None => None,
-                }
-            };
-            let (following, page) = tokio::join!(following, async { self.decode(&fields) });
-            if pages.send(page).await.is_err() {
-                return Ok(());
+            let next = wire.page(&mut page).await?;
+            if next != 0 {
+                wire.send_hscan(&self.hash, next, SCAN_PAGE).await?;
             }
-            match following {
-                Some(following) => reply = following?,
-                None => return Ok(()),
+            if pages.send(self.decode(&page)).await.is_err() || next == 0 {
+                return Ok(());
             }
         }
     }
 
-    /// One `HSCAN` of the hash from `cursor`: the next cursor and the fields.
-    fn hscan(
-        &self,
-        conn: &MultiplexedConnection,
-        cursor: u64,
-    ) -> impl Future<Output = Result<(u64, Vec<(String, String)>), StoreError>> + use<> {
-        let mut conn = conn.clone();
-        let mut command = redis::cmd("HSCAN");
-        command
-            .arg(&self.hash)
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(SCAN_PAGE);
-        async move { Ok(command.query_async(&mut conn).await?) }
-    }
-
-    fn decode(&self, fields: &[(String, String)]) -> Page {
-        let mut records = Vec::with_capacity(fields.len());
-        for (field, value) in fields {
+    fn decode(&self, page: &Page) -> Records {
+        let mut records = Vec::with_capacity(page.len());
+        for (field, value) in page.pairs() {
+            let (field, value) = (text(field)?, text(value)?);
             let record = self.keys.record(&self.hash, field, value)?;
             records.extend(record.filter(|r| r.in_force(self.now)));
         }
         Ok(records)
     }
+}
+
+/// Fields and values are JSON or names, both text.
+fn text(bytes: &[u8]) -> Result<&str, StoreError> {
+    std::str::from_utf8(bytes)
+        .map_err(|_| StoreError::RedisScan("a field that is not UTF-8".into()))
 }
