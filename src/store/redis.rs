@@ -762,7 +762,7 @@ impl Keys {
 
     /// The record stored in `hash` under `field`: the inverse of `cutoff_field` and of the
     /// `revoked_sid` layout.
-    fn record(&self, hash: &str, field: &str, value: &str) -> Result<Option<Record>, StoreError> {
+    fn record(&self, hash: &str, field: &str, value: &[u8]) -> Result<Option<Record>, StoreError> {
         let scope = match hash {
             h if h == self.workspaces => Scope::Workspace(field.to_string()),
             h if h == self.subjects => Scope::Subject(field.to_string()),
@@ -773,16 +773,16 @@ impl Keys {
             h if h == self.schedules => {
                 return Ok(Some(Record::Schedule {
                     workspace: field.to_string(),
-                    schedule: serde_json::from_str(value)?,
+                    schedule: serde_json::from_slice(value)?,
                 }));
             }
             h if h == self.policies => {
-                let (workspace, policy) = (field.to_string(), serde_json::from_str(value)?);
+                let (workspace, policy) = (field.to_string(), serde_json::from_slice(value)?);
                 return Ok(Some(Record::Policy { workspace, policy }));
             }
             h if h == self.sids => {
                 let (workspace, sid) = serde_json::from_str(field)?;
-                let revoked = serde_json::from_str(value)?;
+                let revoked = serde_json::from_slice(value)?;
                 return Ok(Some(Record::RevokedSid {
                     workspace,
                     sid,
@@ -791,7 +791,7 @@ impl Keys {
             }
             _ => return Ok(None),
         };
-        let cutoff = super::decode::cutoff(value.as_bytes())?;
+        let cutoff = super::decode::cutoff(value)?;
         Ok(Some(Record::Cutoff { scope, cutoff }))
     }
 }
@@ -852,9 +852,12 @@ mod tests {
             Scope::Subject("bob@example.com".into()),
         ] {
             let (hash, field) = keys.cutoff_field(&scope).unwrap();
-            let record = keys.record(hash, &field, cutoff).unwrap();
+            let record = keys.record(hash, &field, cutoff.as_bytes()).unwrap();
             assert!(matches!(record, Some(Record::Cutoff { scope: s, .. }) if s == scope));
         }
+        // A value is taken as bytes: one that is not UTF-8 is unreadable, never a cutoff.
+        let bad = b"{\"valid_after\":1,\"preserved\":{\"session_id\":\"\xff\",\"expires_at\":2},\"version\":1}";
+        assert!(keys.record("p:workspaces", "acme", bad).is_err());
         assert_eq!(keys.audit(Some("acme")), "p:audit:acme");
         assert_eq!(keys.audit(None), "p:audit");
     }
@@ -863,7 +866,9 @@ mod tests {
     fn schedules_load_and_decode_as_the_script_writes_them() {
         let keys = Keys::new("p:");
         let cleared = r#"{"pending":null,"version":1795916000123456}"#;
-        let record = keys.record("p:schedules", "acme \"x\"", cleared).unwrap();
+        let record = keys
+            .record("p:schedules", "acme \"x\"", cleared.as_bytes())
+            .unwrap();
         let Some(Record::Schedule {
             workspace,
             schedule,

@@ -114,16 +114,16 @@ impl Scan {
     fn decode(&self, page: &Page) -> Records {
         let mut records = Vec::with_capacity(page.len());
         for (field, value) in page.pairs() {
-            let (field, value) = (text(field)?, text(value)?);
-            let record = self.keys.record(&self.hash, field, value)?;
+            // Values are JSON, which the decoders check for UTF-8 themselves.
+            let record = self.keys.record(&self.hash, name(field)?, value)?;
             records.extend(record.filter(|r| r.in_force(self.now)));
         }
         Ok(records)
     }
 }
 
-/// Fields and values are JSON or names, both text.
-fn text(bytes: &[u8]) -> Result<&str, StoreError> {
+/// A field: a name, or a JSON pair of names.
+fn name(bytes: &[u8]) -> Result<&str, StoreError> {
     std::str::from_utf8(bytes)
         .map_err(|_| StoreError::RedisScan("a field that is not UTF-8".into()))
 }
