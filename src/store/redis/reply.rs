@@ -17,6 +17,8 @@ const MAX_ELEMENT: usize = 16 << 20;
 /// The most elements taken in one page: `COUNT` is a hint Redis may exceed (a small hash
 /// comes whole), never by this much.
 const MAX_PAGE_ELEMENTS: usize = 1 << 24;
+/// Elements room is made for ahead of them: `COUNT` (10,000) pairs, with a margin.
+const RESERVED_ELEMENTS: usize = 1 << 15;
 /// The longest first line of a reply read: a type byte and a number, or an error's
 /// sentence.
 const MAX_LINE: usize = 4096;
@@ -105,7 +107,9 @@ pub(super) async fn hscan_page<R: AsyncRead + Unpin>(
             "a page holds fields and their values",
         ));
     }
-    page.elements.reserve(elements);
+    // Room for what a page of ours holds at most, not for what a reply announces: a
+    // server's count alone never makes us allocate.
+    page.elements.reserve(elements.min(RESERVED_ELEMENTS));
     for _ in 0..elements {
         let element = bulk(reader, line, &mut page.bytes).await?;
         page.elements.push(element);
@@ -309,6 +313,16 @@ mod tests {
         }
         let result = page_of(b"-WRONGTYPE Operation\r\n", 64).await;
         assert!(matches!(result, Err(ReplyError::Server(m)) if m == "WRONGTYPE Operation"));
+    }
+
+    #[tokio::test]
+    async fn an_announced_count_alone_reserves_no_more_than_a_page_of_ours() {
+        let announced = format!("*2\r\n$1\r\n0\r\n*{}\r\n", MAX_PAGE_ELEMENTS);
+        let mut reader = BufReader::new(announced.as_bytes());
+        let (mut line, mut page) = (Vec::new(), Page::default());
+        let result = hscan_page(&mut reader, &mut line, &mut page).await;
+        assert!(result.is_err(), "no element followed");
+        assert!(page.elements.capacity() <= RESERVED_ELEMENTS * 2);
     }
 
     #[tokio::test]
