@@ -634,6 +634,56 @@ async fn password_protected_redis_works_with_the_password_and_fails_closed_witho
     assert!(!gw.logs().contains(password), "{}", gw.logs());
 }
 
+/// What a load cannot read keeps the instance unready: an error reply to a scan (the
+/// policies hash, which a load scans without counting it first, made a string) or a
+/// record that does not decode.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_a_load_cannot_read_leaves_the_instance_unready() {
+    let Some(redis) = redis_server().start().await else {
+        return;
+    };
+    let upstream = upstream().await;
+    let mut conn = redis.connection().await;
+    let unreadable: [(&str, &[&str], &str); 2] = [
+        (
+            "sessiongate:policies",
+            &["SET", "not a hash"],
+            "redis scan: WRONGTYPE",
+        ),
+        (
+            "sessiongate:workspaces",
+            &["HSET", "acme", "{\"valid_after\":"],
+            "unreadable record",
+        ),
+    ];
+    for (key, command, logged) in unreadable {
+        redis::cmd(command[0])
+            .arg(key)
+            .arg(&command[1..])
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+        let gw = gateway(&upstream).redis(&redis).start_unready().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let root = admin("root", "acme").sign();
+        let not_ready = (503, json!({"error": "not_ready"}));
+        assert_eq!(outcome(&gw, &root).await, not_ready, "{key}");
+        assert_eq!(readyz(&gw).await.0, 503, "{key}");
+        let logs = gw.logs();
+        assert!(
+            logs.contains("cannot load the shared store") && logs.contains(logged),
+            "{key}: {logs}"
+        );
+        redis::cmd("DEL")
+            .arg(key)
+            .query_async::<()>(&mut conn)
+            .await
+            .unwrap();
+    }
+    let healed = gateway(&upstream).redis(&redis).start().await;
+    assert_eq!(readyz(&healed).await.0, 200);
+}
+
 /// A load reads on connections of its own (not redis-rs's): they authenticate as the URL's
 /// user and read the URL's database, like every other connection.
 #[tokio::test(flavor = "multi_thread")]
